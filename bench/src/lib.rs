@@ -1,0 +1,1 @@
+//! The load generator for gopush-compatible clusters (not built yet).

@@ -1,0 +1,1 @@
+//! What every gopush process shares (being built).

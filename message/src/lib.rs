@@ -1,0 +1,1 @@
+//! The message node: the offline message store behind MessageRpc (not built yet).

@@ -1,0 +1,179 @@
+//! The ketama consistent-hash ring that decides which comet node owns a key and which Redis shard
+//! stores it. Pure and I/O-free. The default `sha1` hash is gopush-cluster 1.0.5's ring bit for bit
+//! (255 × weight spots labelled `name:i`, last four digest bytes big-endian, lower bound with wrap);
+//! `md5` is classic libketama. Ties between equal points are broken by label, so every process that
+//! builds a ring from the same members gets the same ring, whatever order it saw them in.
+
+use md5::Md5;
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+/// Spots per unit of weight in the `sha1` ring (upstream's `ketama.Base`).
+pub const SHA1_BASE: u32 = 255;
+/// MD5 digests per unit of weight in the `md5` ring; each digest yields four points.
+pub const MD5_DIGESTS_PER_WEIGHT: u32 = 40;
+
+/// Which point scheme a ring uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashKind {
+    /// gopush-cluster 1.0.5: SHA-1, last four bytes big-endian, labels `name:i` for i in 1..=255×w.
+    #[default]
+    Sha1,
+    /// libketama: MD5 of `name-i` for i in 0..40×w, four little-endian points per digest.
+    Md5,
+}
+
+impl HashKind {
+    /// The ring point of a key under this scheme.
+    pub fn key_point(self, key: &[u8]) -> u32 {
+        match self {
+            HashKind::Sha1 => {
+                let d = Sha1::digest(key);
+                u32::from_be_bytes([d[16], d[17], d[18], d[19]])
+            }
+            HashKind::Md5 => {
+                let d = Md5::digest(key);
+                u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for HashKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sha1" => Ok(HashKind::Sha1),
+            "md5" => Ok(HashKind::Md5),
+            other => Err(format!(
+                "unknown ring hash {other:?}: expected \"sha1\" or \"md5\""
+            )),
+        }
+    }
+}
+
+/// An immutable ketama ring over named, weighted nodes.
+///
+/// Points and owners are kept in two parallel vectors so a lookup's binary search touches only the
+/// packed `u32` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ring {
+    hash: HashKind,
+    points: Vec<u32>,
+    owners: Vec<u32>,
+    nodes: Vec<(String, u32)>,
+}
+
+impl Ring {
+    /// Builds a ring with the given scheme; nodes of weight 0 get no spots, duplicate names are
+    /// merged (the last weight wins), and member order does not matter.
+    pub fn new<I, S>(hash: HashKind, members: I) -> Ring
+    where
+        I: IntoIterator<Item = (S, u32)>,
+        S: Into<String>,
+    {
+        let mut nodes: Vec<(String, u32)> = Vec::new();
+        for (name, weight) in members {
+            let name = name.into();
+            match nodes.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = weight,
+                None => nodes.push((name, weight)),
+            }
+        }
+        nodes.sort();
+
+        // (point, label, node index): the label only breaks ties and is dropped after sorting.
+        let mut spots: Vec<(u32, Vec<u8>, u32)> = Vec::new();
+        for (idx, (name, weight)) in nodes.iter().enumerate() {
+            let idx = idx as u32;
+            match hash {
+                HashKind::Sha1 => {
+                    for i in 1..=SHA1_BASE.saturating_mul(*weight) {
+                        let label = format!("{name}:{i}").into_bytes();
+                        spots.push((HashKind::Sha1.key_point(&label), label, idx));
+                    }
+                }
+                HashKind::Md5 => {
+                    for i in 0..MD5_DIGESTS_PER_WEIGHT.saturating_mul(*weight) {
+                        let label = format!("{name}-{i}").into_bytes();
+                        let d = Md5::digest(&label);
+                        for (h, chunk) in d.chunks_exact(4).enumerate() {
+                            let point =
+                                u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                            let mut tie = label.clone();
+                            tie.push(b'#');
+                            tie.push(b'0' + h as u8);
+                            spots.push((point, tie, idx));
+                        }
+                    }
+                }
+            }
+        }
+        spots.sort_unstable();
+
+        Ring {
+            hash,
+            points: spots.iter().map(|s| s.0).collect(),
+            owners: spots.iter().map(|s| s.2).collect(),
+            nodes,
+        }
+    }
+
+    /// Builds the default (`sha1`, upstream-compatible) ring.
+    pub fn sha1<I, S>(members: I) -> Ring
+    where
+        I: IntoIterator<Item = (S, u32)>,
+        S: Into<String>,
+    {
+        Ring::new(HashKind::Sha1, members)
+    }
+
+    /// The node owning `key`, or `None` when the ring has no spots.
+    pub fn get(&self, key: &[u8]) -> Option<&str> {
+        self.owner_index(key).map(|i| self.nodes[i].0.as_str())
+    }
+
+    /// The index (into [`Ring::nodes`]) of the node owning `key`, for callers that keep per-node
+    /// state in a parallel vector.
+    pub fn owner_index(&self, key: &[u8]) -> Option<usize> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let v = self.hash.key_point(key);
+        let mut i = self.points.partition_point(|&p| p < v);
+        if i == self.points.len() {
+            i = 0;
+        }
+        Some(self.owners[i] as usize)
+    }
+
+    /// The members as (name, weight), sorted by name, including weight-0 members.
+    pub fn nodes(&self) -> &[(String, u32)] {
+        &self.nodes
+    }
+
+    /// The point scheme of this ring.
+    pub fn hash_kind(&self) -> HashKind {
+        self.hash
+    }
+
+    /// Number of spots on the ring.
+    pub fn spots(&self) -> usize {
+        self.points.len()
+    }
+
+    /// True when no key can be placed (no members, or all of weight 0).
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// The sorted spot points, for tests and diagnostics.
+    pub fn points(&self) -> &[u32] {
+        &self.points
+    }
+}
+
+#[cfg(test)]
+mod tests;

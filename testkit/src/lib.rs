@@ -1,0 +1,1 @@
+//! Test harness for real ZooKeeper and Redis (being built).

@@ -1,0 +1,1 @@
+//! The web node: public and admin HTTP APIs (not built yet).
