@@ -17,9 +17,7 @@ fn lookup(c: &mut Criterion) {
             })
         });
     }
-    c.bench_function("Sha1 build, 1000 nodes", |b| {
-        b.iter(|| Ring::sha1((0..1000).map(|i| (format!("node{i}"), 1))))
-    });
+    c.bench_function("Sha1 build, 1000 nodes", |b| b.iter(|| Ring::sha1((0..1000).map(|i| (format!("node{i}"), 1)))));
 }
 
 criterion_group!(benches, lookup);

@@ -47,9 +47,7 @@ impl std::str::FromStr for HashKind {
         match s {
             "sha1" => Ok(HashKind::Sha1),
             "md5" => Ok(HashKind::Md5),
-            other => Err(format!(
-                "unknown ring hash {other:?}: expected \"sha1\" or \"md5\""
-            )),
+            other => Err(format!("unknown ring hash {other:?}: expected \"sha1\" or \"md5\"")),
         }
     }
 }
@@ -100,8 +98,7 @@ impl Ring {
                         let label = format!("{name}-{i}").into_bytes();
                         let d = Md5::digest(&label);
                         for (h, chunk) in d.chunks_exact(4).enumerate() {
-                            let point =
-                                u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                            let point = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
                             let mut tie = label.clone();
                             tie.push(b'#');
                             tie.push(b'0' + h as u8);
@@ -113,12 +110,7 @@ impl Ring {
         }
         spots.sort_unstable();
 
-        Ring {
-            hash,
-            points: spots.iter().map(|s| s.0).collect(),
-            owners: spots.iter().map(|s| s.2).collect(),
-            nodes,
-        }
+        Ring { hash, points: spots.iter().map(|s| s.0).collect(), owners: spots.iter().map(|s| s.2).collect(), nodes }
     }
 
     /// Builds the default (`sha1`, upstream-compatible) ring.

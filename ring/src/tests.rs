@@ -40,11 +40,7 @@ fn golden_lookups() {
         ("wrap211", 0xfeb04b87, 1020, 0x001735d8, "node2"),
     ];
     for &(key, v, idx, spot, node) in cases {
-        assert_eq!(
-            HashKind::Sha1.key_point(key.as_bytes()),
-            v,
-            "point of {key:?}"
-        );
+        assert_eq!(HashKind::Sha1.key_point(key.as_bytes()), v, "point of {key:?}");
         let lb = r.points().partition_point(|&p| p < v);
         assert_eq!(lb, idx, "lower bound of {key:?}");
         assert_eq!(r.points()[lb % r.spots()], spot, "spot of {key:?}");

@@ -1,0 +1,241 @@
+//! The internal RPC contracts (DESIGN decision 2). Each service is written twice on purpose: a
+//! tarpc service (`CometRpc`, `MessageRpc`) for the wire, and an object-safe trait (`CometApi`,
+//! `MessageApi`) that servers implement and clients call. The wire server is a thin adapter over
+//! the trait, so standalone mode calls a comet or a store in-process through the same trait with
+//! no socket in between. Errors are typed enums; the codec is chosen in [`transport`] alone.
+
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tarpc::client::RpcError;
+use tarpc::context::Context;
+
+pub mod server;
+pub mod transport;
+
+/// A message id: Unix time in 100 ns units, strictly increasing per comet (DESIGN decision 6).
+pub type Mid = i64;
+
+/// A boxed, sendable future: the return type of the object-safe API traits.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One stored offline message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// The message as published: one valid JSON value.
+    pub msg: String,
+    /// Its id.
+    pub mid: Mid,
+    /// Group id; always 0 (private) in gopush 1.0.5.
+    pub gid: u32,
+}
+
+/// What `push_privates` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PushPrivatesReply {
+    /// The one mid given to this push.
+    pub mid: Mid,
+    /// Keys that were not delivered nor stored (not owned here, or their save failed).
+    pub failed: Vec<String>,
+}
+
+/// A comet's answer to a health ping.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CometStatus {
+    /// Its ring node name.
+    pub node: String,
+    /// Open client connections.
+    pub connections: u64,
+    /// Channels (keys with connections or cached tokens).
+    pub channels: u64,
+    /// Whether it sees itself in the ring and serves subscriptions.
+    pub serving: bool,
+}
+
+/// A message node's answer to a health ping.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StoreHealth {
+    /// The storage kind, e.g. `redis` or `memory`.
+    pub backend: String,
+    /// Per shard: its name and whether it answered.
+    pub shards: Vec<(String, bool)>,
+}
+
+impl StoreHealth {
+    /// True when every shard answered.
+    pub fn healthy(&self) -> bool {
+        self.shards.iter().all(|(_, up)| *up)
+    }
+}
+
+/// Why a comet call failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CometError {
+    /// The key is empty or longer than the comet accepts.
+    #[error("bad key")]
+    BadKey,
+    /// The message is not one valid JSON value.
+    #[error("the message is not valid JSON")]
+    BadMessage,
+    /// The token is empty or too long.
+    #[error("bad token")]
+    BadToken,
+    /// The key belongs to another comet node by this comet's ring.
+    #[error("this comet does not own the key")]
+    NotOwner,
+    /// Saving the message (or token) failed; nothing was delivered.
+    #[error("store: {0}")]
+    Store(StoreError),
+    /// The comet could not be reached or the connection broke.
+    #[error("comet unreachable")]
+    Unreachable,
+    /// The call passed its deadline.
+    #[error("comet call timed out")]
+    Timeout,
+}
+
+/// Why a message-store call failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum StoreError {
+    /// The key is empty or too long.
+    #[error("bad key")]
+    BadKey,
+    /// The message is not one valid JSON value.
+    #[error("the message is not valid JSON")]
+    BadMessage,
+    /// A negative mid.
+    #[error("bad message id")]
+    BadMid,
+    /// The token is empty or too long.
+    #[error("bad token")]
+    BadToken,
+    /// The storage backend (Redis) failed or is down.
+    #[error("storage backend unavailable")]
+    Backend,
+    /// No message node is registered or reachable.
+    #[error("no message node available")]
+    NoNode,
+    /// The message node could not be reached or the connection broke.
+    #[error("message node unreachable")]
+    Unreachable,
+    /// The call passed its deadline.
+    #[error("message call timed out")]
+    Timeout,
+}
+
+impl From<RpcError> for CometError {
+    fn from(e: RpcError) -> Self {
+        match e {
+            RpcError::DeadlineExceeded => CometError::Timeout,
+            _ => CometError::Unreachable,
+        }
+    }
+}
+
+impl From<RpcError> for StoreError {
+    fn from(e: RpcError) -> Self {
+        match e {
+            RpcError::DeadlineExceeded => StoreError::Timeout,
+            _ => StoreError::Unreachable,
+        }
+    }
+}
+
+impl StoreError {
+    /// True for failures of the path to a message node, where another node may succeed.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, StoreError::Unreachable | StoreError::Timeout)
+    }
+}
+
+/// The wire service a comet serves to web nodes.
+#[tarpc::service]
+pub trait CometRpc {
+    /// Assigns a mid, stores the message when `expire > 0` (failing without delivering if the save
+    /// fails), then delivers it to every connection of `key`. Returns the mid.
+    async fn push_private(key: String, msg: String, expire: u32) -> Result<Mid, CometError>;
+    /// One mid for all keys, one batched save, then delivery; reports the keys that failed.
+    async fn push_privates(keys: Vec<String>, msg: String, expire: u32) -> Result<PushPrivatesReply, CometError>;
+    /// Stores a client token for `key` (auth mode), valid for `expire_secs`, sliding on use.
+    async fn add_token(key: String, token: String, expire_secs: u64) -> Result<(), CometError>;
+    /// Closes every connection of `key` and forgets its channel; returns how many were closed.
+    async fn close_key(key: String) -> Result<u32, CometError>;
+    /// Health and load.
+    async fn ping() -> CometStatus;
+}
+
+/// The wire service a message node serves to comets and web nodes.
+#[tarpc::service]
+pub trait MessageRpc {
+    /// Stores one message for `expire` seconds.
+    async fn save_private(key: String, msg: String, mid: Mid, expire: u32) -> Result<(), StoreError>;
+    /// Stores one message under many keys; returns the keys whose save failed.
+    async fn save_privates(keys: Vec<String>, msg: String, mid: Mid, expire: u32) -> Result<Vec<String>, StoreError>;
+    /// Unexpired messages of `key` with mid greater than `after`, ascending.
+    async fn get_private(key: String, after: Mid) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Deletes every stored message of `key`.
+    async fn del_private(key: String) -> Result<(), StoreError>;
+    /// Adds or refreshes a client token of `key` for `expire_secs`.
+    async fn add_token(key: String, token: String, expire_secs: u64) -> Result<(), StoreError>;
+    /// True when `token` is valid for `key`; a valid token's lifetime starts again.
+    async fn check_token(key: String, token: String) -> Result<bool, StoreError>;
+    /// Health of the store behind this node.
+    async fn ping() -> StoreHealth;
+}
+
+/// The comet operations, callable in-process or through a remote comet.
+pub trait CometApi: Send + Sync + 'static {
+    /// See [`CometRpc::push_private`].
+    fn push_private(&self, key: String, msg: String, expire: u32) -> BoxFuture<'_, Result<Mid, CometError>>;
+    /// See [`CometRpc::push_privates`].
+    fn push_privates(
+        &self,
+        keys: Vec<String>,
+        msg: String,
+        expire: u32,
+    ) -> BoxFuture<'_, Result<PushPrivatesReply, CometError>>;
+    /// See [`CometRpc::add_token`].
+    fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), CometError>>;
+    /// See [`CometRpc::close_key`].
+    fn close_key(&self, key: String) -> BoxFuture<'_, Result<u32, CometError>>;
+    /// See [`CometRpc::ping`]; a remote comet that does not answer gives an error.
+    fn ping(&self) -> BoxFuture<'_, Result<CometStatus, CometError>>;
+}
+
+/// The message-store operations, callable in-process or through remote message nodes.
+pub trait MessageApi: Send + Sync + 'static {
+    /// See [`MessageRpc::save_private`].
+    fn save_private(&self, key: String, msg: String, mid: Mid, expire: u32) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// See [`MessageRpc::save_privates`].
+    fn save_privates(
+        &self,
+        keys: Vec<String>,
+        msg: String,
+        mid: Mid,
+        expire: u32,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    /// See [`MessageRpc::get_private`].
+    fn get_private(&self, key: String, after: Mid) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>>;
+    /// See [`MessageRpc::del_private`].
+    fn del_private(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// See [`MessageRpc::add_token`].
+    fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// See [`MessageRpc::check_token`].
+    fn check_token(&self, key: String, token: String) -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// See [`MessageRpc::ping`]; a remote node that does not answer gives an error.
+    fn ping(&self) -> BoxFuture<'_, Result<StoreHealth, StoreError>>;
+}
+
+/// Shared handle to a comet, local or remote.
+pub type SharedComet = Arc<dyn CometApi>;
+/// Shared handle to the message store, local or remote.
+pub type SharedMessages = Arc<dyn MessageApi>;
+
+/// A context whose deadline is `timeout` from now.
+pub fn context(timeout: Duration) -> Context {
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = Instant::now() + timeout;
+    ctx
+}
