@@ -10,6 +10,7 @@ pub mod node;
 pub mod pool;
 pub mod registry;
 pub mod rpc;
+pub mod stat;
 pub mod zk;
 
 pub use membership::{CometMembership, CometNode, MessageMembership};
