@@ -150,9 +150,20 @@ where
         tokio::select! {
             event = watcher.changed() => {
                 debug!(%root, ?event, "membership event");
-                if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
-                    let _ = sessions.changed().await;
-                    return true;
+                if event.event_type == zk::EventType::Session {
+                    if event.session_state.is_terminated() {
+                        let _ = sessions.changed().await;
+                        return true;
+                    }
+                    if event.session_state == zk::SessionState::SyncConnected {
+                        // After a reconnect to another server the persistent watch is not always
+                        // re-established (and events during the gap are lost, ZOOKEEPER-4698), so
+                        // add it again; the re-read below rebuilds what was missed.
+                        match live.client.watch(root, zk::AddWatchMode::PersistentRecursive).await {
+                            Ok(fresh) => watcher = fresh,
+                            Err(e) => warn!(%root, error = %e, "cannot re-add the watch after a reconnect"),
+                        }
+                    }
                 }
             }
             _ = tokio::time::sleep(wait) => {}

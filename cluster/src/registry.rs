@@ -160,8 +160,12 @@ async fn create(client: &zk::Client, parent: &str, data: &[u8]) -> Result<String
     Ok(format!("{prefix}{seq}"))
 }
 
+/// Re-check interval of our znode, a safety net should a watch be lost across a reconnect.
+const RECHECK: Duration = Duration::from_secs(10);
+
 /// Watches our znode until it is deleted, the session changes or we are told to stop.
 async fn hold(live: &Live, path: &str, sessions: &mut watch::Receiver<Option<Live>>, stop: &CancellationToken) -> Next {
+    let mut state = live.client.state_watcher();
     loop {
         let watched = live.client.check_and_watch_stat(path).await;
         let watcher = match watched {
@@ -187,6 +191,9 @@ async fn hold(live: &Live, path: &str, sessions: &mut watch::Receiver<Option<Liv
                 }
                 _ => continue,
             },
+            // A reconnect to another server may not carry the watch over: set it again.
+            _ = state.changed() => continue,
+            _ = tokio::time::sleep(RECHECK) => continue,
             _ = sessions.changed() => return Next::NewSession,
             _ = stop.cancelled() => return Next::Stop,
         }
