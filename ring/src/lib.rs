@@ -62,6 +62,10 @@ pub struct Ring {
     points: Vec<u32>,
     owners: Vec<u32>,
     nodes: Vec<(String, u32)>,
+    // index[b] = first spot whose point's top `bits` bits are >= b: a lookup searches only the
+    // handful of spots in one bucket instead of binary-searching a megabyte of points.
+    index: Vec<u32>,
+    shift: u32,
 }
 
 impl Ring {
@@ -82,35 +86,57 @@ impl Ring {
         }
         nodes.sort();
 
-        // (point, label, node index): the label only breaks ties and is dropped after sorting.
-        let mut spots: Vec<(u32, Vec<u8>, u32)> = Vec::new();
+        // (point, node index, spot number): labels are rebuilt only to break the rare ties, so a
+        // 1,000-node ring builds without a quarter of a million label allocations.
+        let mut spots: Vec<(u32, u32, u32)> = Vec::new();
+        let mut label = Vec::with_capacity(64);
         for (idx, (name, weight)) in nodes.iter().enumerate() {
             let idx = idx as u32;
             match hash {
                 HashKind::Sha1 => {
                     for i in 1..=SHA1_BASE.saturating_mul(*weight) {
-                        let label = format!("{name}:{i}").into_bytes();
-                        spots.push((HashKind::Sha1.key_point(&label), label, idx));
+                        sha1_label(&mut label, name, i);
+                        spots.push((HashKind::Sha1.key_point(&label), idx, i));
                     }
                 }
                 HashKind::Md5 => {
                     for i in 0..MD5_DIGESTS_PER_WEIGHT.saturating_mul(*weight) {
-                        let label = format!("{name}-{i}").into_bytes();
+                        md5_label(&mut label, name, i);
                         let d = Md5::digest(&label);
                         for (h, chunk) in d.chunks_exact(4).enumerate() {
                             let point = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-                            let mut tie = label.clone();
-                            tie.push(b'#');
-                            tie.push(b'0' + h as u8);
-                            spots.push((point, tie, idx));
+                            spots.push((point, idx, i * 4 + h as u32));
                         }
                     }
                 }
             }
         }
-        spots.sort_unstable();
+        let tie_label = |idx: u32, n: u32| -> Vec<u8> {
+            let name = &nodes[idx as usize].0;
+            let mut l = Vec::new();
+            match hash {
+                HashKind::Sha1 => sha1_label(&mut l, name, n),
+                HashKind::Md5 => {
+                    md5_label(&mut l, name, n / 4);
+                    l.extend_from_slice(&[b'#', b'0' + (n % 4) as u8]);
+                }
+            }
+            l
+        };
+        spots.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                if a.1 == b.1 && a.2 == b.2 {
+                    std::cmp::Ordering::Equal
+                } else {
+                    tie_label(a.1, a.2).cmp(&tie_label(b.1, b.2))
+                }
+            })
+        });
 
-        Ring { hash, points: spots.iter().map(|s| s.0).collect(), owners: spots.iter().map(|s| s.2).collect(), nodes }
+        let points: Vec<u32> = spots.iter().map(|s| s.0).collect();
+        let owners = spots.iter().map(|s| s.1).collect();
+        let (index, shift) = bucket_index(&points);
+        Ring { hash, points, owners, nodes, index, shift }
     }
 
     /// Builds the default (`sha1`, upstream-compatible) ring.
@@ -134,7 +160,9 @@ impl Ring {
             return None;
         }
         let v = self.hash.key_point(key);
-        let mut i = self.points.partition_point(|&p| p < v);
+        let b = (v >> self.shift) as usize;
+        let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+        let mut i = lo + self.points[lo..hi].partition_point(|&p| p < v);
         if i == self.points.len() {
             i = 0;
         }
@@ -165,6 +193,37 @@ impl Ring {
     pub fn points(&self) -> &[u32] {
         &self.points
     }
+}
+
+/// Writes `name:i`, upstream's spot label.
+fn sha1_label(out: &mut Vec<u8>, name: &str, i: u32) {
+    use std::io::Write;
+    out.clear();
+    let _ = write!(out, "{name}:{i}");
+}
+
+/// Writes `name-i`, libketama's digest label.
+fn md5_label(out: &mut Vec<u8>, name: &str, i: u32) {
+    use std::io::Write;
+    out.clear();
+    let _ = write!(out, "{name}-{i}");
+}
+
+/// Builds the bucket index over sorted `points`: about one bucket per spot, at most 2^16 buckets.
+fn bucket_index(points: &[u32]) -> (Vec<u32>, u32) {
+    let bits = (usize::BITS - points.len().leading_zeros()).clamp(1, 16);
+    let shift = 32 - bits;
+    let buckets = 1usize << bits;
+    let mut index = Vec::with_capacity(buckets + 1);
+    let mut i = 0usize;
+    for b in 0..buckets {
+        while i < points.len() && ((points[i] >> shift) as usize) < b {
+            i += 1;
+        }
+        index.push(i as u32);
+    }
+    index.push(points.len() as u32);
+    (index, shift)
 }
 
 #[cfg(test)]

@@ -82,11 +82,20 @@ fn member_order_and_duplicates_do_not_matter() {
 
 #[test]
 fn ties_are_broken_by_label() {
-    // Two nodes with the same name prefix produce distinct labels; the sort must be total so two
-    // processes agree. Build the same ring from both orders and compare owners, not just points.
-    let x = Ring::sha1([("a", 3), ("b", 3)]);
-    let y = Ring::sha1([("b", 3), ("a", 3)]);
+    // 153,000 spots make equal 32-bit points between the two nodes likely (about n²/2³³); whichever
+    // order the members arrive in, equal points must sort the same way so every process agrees.
+    let x = Ring::sha1([("a", 300), ("b", 300)]);
+    let y = Ring::sha1([("b", 300), ("a", 300)]);
     assert_eq!(x.owners, y.owners);
+    let ties =
+        x.points().windows(2).enumerate().filter(|(i, w)| w[0] == w[1] && x.owners[*i] != x.owners[i + 1]).count();
+    assert!(ties > 0, "the fixture should contain a tie between nodes");
+    // Within a tie the smaller label ("a:…" < "b:…") comes first.
+    for (i, w) in x.points().windows(2).enumerate() {
+        if w[0] == w[1] && x.owners[i] != x.owners[i + 1] {
+            assert_eq!(x.nodes()[x.owners[i] as usize].0, "a");
+        }
+    }
 }
 
 #[test]
@@ -113,6 +122,22 @@ fn hash_kind_parses() {
     assert_eq!("sha1".parse::<HashKind>(), Ok(HashKind::Sha1));
     assert_eq!("md5".parse::<HashKind>(), Ok(HashKind::Md5));
     assert!("crc32".parse::<HashKind>().is_err());
+}
+
+#[test]
+fn bucket_index_agrees_with_a_plain_binary_search() {
+    for n in [1u32, 2, 3, 7, 100] {
+        let r = Ring::sha1((0..n).map(|i| (format!("n{i}"), 1 + i % 3)));
+        for k in 0..5_000 {
+            let key = format!("key{k}");
+            let v = HashKind::Sha1.key_point(key.as_bytes());
+            let mut i = r.points().partition_point(|&p| p < v);
+            if i == r.spots() {
+                i = 0;
+            }
+            assert_eq!(r.owner_index(key.as_bytes()), Some(r.owners[i] as usize), "{key} on {n} nodes");
+        }
+    }
 }
 
 proptest! {
