@@ -1,0 +1,431 @@
+//! The message node's TOML configuration: upstream's `[base]`, `[storage]`, `[redis]` and
+//! `[zookeeper]` sections with upstream's defaults, parsed and validated without I/O. Redis sources
+//! keep upstream's `name:weight → address` meaning, written as `[[redis.source]]` tables; an address
+//! may also be written the upstream way (`tcp@host:port#password`).
+
+use crate::error::MessageError;
+use cluster::config::de_duration;
+use cluster::zk::ZkConfig;
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+use ring::HashKind;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The whole `message.toml`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessageConfig {
+    /// Listening addresses, advertised addresses and weight.
+    pub base: BaseConfig,
+    /// Which store backs the node.
+    pub storage: StorageConfig,
+    /// The Redis store (used when `storage.kind = "redis"`).
+    pub redis: RedisConfig,
+    /// Where the node registers itself.
+    pub zookeeper: ZkConfig,
+}
+
+/// `[base]`: where the node listens and what it advertises.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BaseConfig {
+    /// RPC listen addresses (upstream `rpc.bind`).
+    pub rpc_bind: Vec<String>,
+    /// RPC addresses other processes dial; empty means the bound addresses.
+    pub advertise: Vec<String>,
+    /// Load-balancing weight among message nodes (upstream `node.weight`); 0 takes no calls.
+    pub weight: u32,
+    /// Address of the `/metrics` and `/health` HTTP port.
+    pub stat_bind: String,
+}
+
+impl Default for BaseConfig {
+    fn default() -> Self {
+        BaseConfig {
+            rpc_bind: vec!["127.0.0.1:8070".into()],
+            advertise: Vec::new(),
+            weight: 1,
+            stat_bind: "127.0.0.1:8072".into(),
+        }
+    }
+}
+
+/// `[storage]`: the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `redis` (upstream's default) or `memory` (one process only, lost on restart).
+    pub kind: StorageKind,
+}
+
+/// The storage backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// Redis shards, upstream's layout.
+    #[default]
+    Redis,
+    /// In this process's memory.
+    Memory,
+}
+
+/// `[redis]`: shards and per-key limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Newest messages kept per key (upstream `store`); caps the memory store too.
+    pub store: usize,
+    /// Prepended to every Redis key; empty reads and writes upstream's keys.
+    pub key_prefix: String,
+    /// Deadline of one Redis command or pipeline, connecting included.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Ring scheme over the sources; `sha1` picks the same shard as upstream.
+    pub ring_hash: HashKind,
+    /// The shards (upstream `[redis.source]`).
+    pub source: Vec<RedisSource>,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            store: 20,
+            key_prefix: String::new(),
+            timeout: Duration::from_secs(2),
+            ring_hash: HashKind::Sha1,
+            source: vec![RedisSource::default()],
+        }
+    }
+}
+
+/// One shard: upstream's `name:weight proto@addr#password` line as a table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSource {
+    /// Ring node name; must match upstream's to find upstream's data.
+    pub name: String,
+    /// Ring weight (255 × weight spots).
+    pub weight: u32,
+    /// `redis://host:port[/db]`, `unix:///path`, upstream's `tcp@host:port[#pw]` / `unix@/path`,
+    /// or a bare `host:port`.
+    pub addr: String,
+    /// `AUTH` password; empty for none (overrides a `#password` in `addr`).
+    pub password: String,
+}
+
+impl Default for RedisSource {
+    fn default() -> Self {
+        RedisSource { name: "node1".into(), weight: 1, addr: "redis://127.0.0.1:6379".into(), password: String::new() }
+    }
+}
+
+impl MessageConfig {
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<MessageConfig, MessageError> {
+        let config: MessageConfig = toml::from_str(text).map_err(|e| MessageError::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn load(path: &Path) -> Result<MessageConfig, MessageError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| MessageError::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            MessageError::Config(m) => MessageError::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Checks what serde cannot: non-empty lists, advertise addresses, Redis sources.
+    pub fn validate(&self) -> Result<(), MessageError> {
+        let err = |m: String| Err(MessageError::Config(m));
+        let b = &self.base;
+        if b.rpc_bind.is_empty() {
+            return err("base.rpc_bind: at least one address is required".into());
+        }
+        for (i, a) in b.rpc_bind.iter().enumerate() {
+            if let Err(e) = split_host_port(a) {
+                return err(format!("base.rpc_bind[{i}]: {e}"));
+            }
+        }
+        if b.advertise.is_empty() {
+            if let Some(a) = b.rpc_bind.iter().find(|a| is_wildcard(a)) {
+                return err(format!(
+                    "base.advertise: rpc_bind {a:?} listens on every interface, so say which address other \
+                     processes should dial (e.g. advertise = [\"10.0.0.5:8070\"])"
+                ));
+            }
+        }
+        for (i, a) in b.advertise.iter().enumerate() {
+            match split_host_port(a) {
+                Err(e) => return err(format!("base.advertise[{i}]: {e}")),
+                Ok(_) if is_wildcard(a) => {
+                    return err(format!("base.advertise[{i}]: {a:?} is a wildcard address nobody can dial"));
+                }
+                Ok((_, 0)) => return err(format!("base.advertise[{i}]: {a:?} has port 0")),
+                Ok(_) => {}
+            }
+        }
+        if let Err(e) = split_host_port(&b.stat_bind) {
+            return err(format!("base.stat_bind: {e}"));
+        }
+        if self.redis.store == 0 {
+            return err("redis.store: must be at least 1".into());
+        }
+        if self.storage.kind == StorageKind::Redis {
+            self.redis.validate()?;
+        }
+        if self.zookeeper.addr.trim().is_empty() {
+            return err("zookeeper.addr: empty".into());
+        }
+        if !self.zookeeper.message_path.starts_with('/') {
+            return err(format!("zookeeper.message_path: {:?} must start with '/'", self.zookeeper.message_path));
+        }
+        Ok(())
+    }
+}
+
+impl RedisConfig {
+    /// Checks limits and every source; errors name the offending key.
+    pub fn validate(&self) -> Result<(), MessageError> {
+        let err = |m: String| Err(MessageError::Config(m));
+        if self.store == 0 {
+            return err("redis.store: must be at least 1".into());
+        }
+        if self.timeout.is_zero() {
+            return err("redis.timeout: must be more than 0".into());
+        }
+        if self.source.is_empty() {
+            return err("redis.source: at least one [[redis.source]] is required".into());
+        }
+        let mut names = HashSet::new();
+        for (i, s) in self.source.iter().enumerate() {
+            if s.name.is_empty() {
+                return err(format!("redis.source[{i}].name: empty"));
+            }
+            if !names.insert(s.name.as_str()) {
+                return err(format!("redis.source[{i}].name: {:?} is listed twice", s.name));
+            }
+            if s.weight == 0 {
+                return err(format!("redis.source[{i}].weight: must be at least 1"));
+            }
+            if let Err(e) = s.connection_info() {
+                return err(format!("redis.source[{i}].addr: {e}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RedisSource {
+    /// The redis client's connection info for this source, password applied.
+    pub fn connection_info(&self) -> Result<ConnectionInfo, String> {
+        parse_source_addr(&self.addr, &self.password)
+    }
+}
+
+/// Parses a source address in any accepted form (see [`RedisSource::addr`]); a non-empty
+/// `password` replaces any `#password` in the address.
+pub fn parse_source_addr(addr: &str, password: &str) -> Result<ConnectionInfo, String> {
+    let addr = addr.trim();
+    if addr.is_empty() {
+        return Err("empty".into());
+    }
+    let (info, inline_pw) = if addr.contains("://") {
+        let info = addr.into_connection_info().map_err(|e| format!("{addr:?} is not a Redis URL: {e}"))?;
+        (info, None)
+    } else {
+        let (target, pw) = match addr.split_once('#') {
+            Some((t, p)) => (t, Some(p)),
+            None => (addr, None),
+        };
+        let conn = if let Some(path) = target.strip_prefix("unix@") {
+            if path.is_empty() {
+                return Err(format!("{addr:?} names no socket path"));
+            }
+            ConnectionAddr::Unix(path.into())
+        } else {
+            let hp = target.strip_prefix("tcp@").unwrap_or(target);
+            let (host, port) = split_host_port(hp)?;
+            if port == 0 {
+                return Err(format!("{addr:?} has port 0"));
+            }
+            ConnectionAddr::Tcp(host.trim_start_matches('[').trim_end_matches(']').into(), port)
+        };
+        (conn.into_connection_info().map_err(|e| e.to_string())?, pw.filter(|p| !p.is_empty()))
+    };
+    if !info.addr().is_supported() {
+        return Err(format!("{addr:?}: this build supports redis:// and unix sockets, not TLS"));
+    }
+    let pw = if password.is_empty() { inline_pw } else { Some(password) };
+    Ok(match pw {
+        Some(p) => {
+            let settings = info.redis_settings().clone().set_password(p);
+            info.set_redis_settings(settings)
+        }
+        None => info,
+    })
+}
+
+/// Splits `host:port` (IPv6 as `[::1]:port`); the host may be empty (`:8070`, every interface).
+pub fn split_host_port(addr: &str) -> Result<(&str, u16), String> {
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("{addr:?} is not host:port"))?;
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(format!("{addr:?}: write IPv6 hosts in brackets, e.g. [::1]:8070"));
+    }
+    let port = port.parse::<u16>().map_err(|_| format!("{addr:?} has no valid port"))?;
+    Ok((host, port))
+}
+
+/// True for addresses that listen on every interface: `0.0.0.0`, `[::]` or an empty host.
+pub fn is_wildcard(addr: &str) -> bool {
+    match split_host_port(addr) {
+        Ok((host, _)) => host.is_empty() || addr.parse::<SocketAddr>().is_ok_and(|s| s.ip().is_unspecified()),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(r: Result<MessageConfig, MessageError>) -> String {
+        match r {
+            Err(MessageError::Config(m)) => m,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_upstreams() {
+        let c = MessageConfig::from_toml("").unwrap();
+        assert_eq!(c.base.rpc_bind, vec!["127.0.0.1:8070"]);
+        assert!(c.base.advertise.is_empty());
+        assert_eq!(c.base.weight, 1);
+        assert_eq!(c.base.stat_bind, "127.0.0.1:8072");
+        assert_eq!(c.storage.kind, StorageKind::Redis);
+        assert_eq!(c.redis.store, 20);
+        assert_eq!(c.redis.key_prefix, "");
+        assert_eq!(c.redis.ring_hash, HashKind::Sha1);
+        assert_eq!(c.redis.source, vec![RedisSource::default()]);
+        assert_eq!(c.zookeeper, ZkConfig::default());
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../conf/message.toml");
+        let c = MessageConfig::from_toml(text).unwrap();
+        assert_eq!(c.base, BaseConfig::default());
+        assert_eq!(c.redis.source.len(), 1);
+        assert_eq!(c.redis, RedisConfig::default());
+        assert_eq!(c.zookeeper, ZkConfig::default());
+    }
+
+    #[test]
+    fn full_form_parses() {
+        let c = MessageConfig::from_toml(
+            r#"
+            [base]
+            rpc_bind = ["0.0.0.0:8070", "0.0.0.0:8270"]
+            advertise = ["10.0.0.5:8070"]
+            weight = 3
+            [storage]
+            kind = "memory"
+            [redis]
+            store = 5
+            key_prefix = "gp:"
+            timeout = "500ms"
+            ring_hash = "md5"
+            [[redis.source]]
+            name = "node1"
+            weight = 1
+            addr = "tcp@localhost:6379#secret"
+            [[redis.source]]
+            name = "node2"
+            weight = 2
+            addr = "redis://10.0.0.7:6380/1"
+            password = "pw"
+            [zookeeper]
+            addr = "zk1:2181,zk2:2181"
+            timeout = "10s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.base.weight, 3);
+        assert_eq!(c.storage.kind, StorageKind::Memory);
+        assert_eq!(c.redis.timeout, Duration::from_millis(500));
+        assert_eq!(c.redis.ring_hash, HashKind::Md5);
+        let a = c.redis.source[0].connection_info().unwrap();
+        assert_eq!(a.addr(), &ConnectionAddr::Tcp("localhost".into(), 6379));
+        assert_eq!(a.redis_settings().password(), Some("secret"));
+        let b = c.redis.source[1].connection_info().unwrap();
+        assert_eq!(b.addr(), &ConnectionAddr::Tcp("10.0.0.7".into(), 6380));
+        assert_eq!(b.redis_settings().password(), Some("pw"));
+        assert_eq!(b.redis_settings().db(), 1);
+        assert_eq!(c.zookeeper.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn source_addresses_in_every_form() {
+        let tcp = |s: &str| parse_source_addr(s, "").map(|i| i.addr().clone());
+        assert_eq!(tcp("127.0.0.1:6379"), Ok(ConnectionAddr::Tcp("127.0.0.1".into(), 6379)));
+        assert_eq!(tcp("tcp@localhost:6379"), Ok(ConnectionAddr::Tcp("localhost".into(), 6379)));
+        assert_eq!(tcp("[::1]:6379"), Ok(ConnectionAddr::Tcp("::1".into(), 6379)));
+        assert_eq!(tcp("unix@/run/redis.sock"), Ok(ConnectionAddr::Unix("/run/redis.sock".into())));
+        assert_eq!(tcp("redis://h:7000"), Ok(ConnectionAddr::Tcp("h".into(), 7000)));
+        let pw = parse_source_addr("tcp@h:1#inline", "").unwrap();
+        assert_eq!(pw.redis_settings().password(), Some("inline"));
+        let over = parse_source_addr("tcp@h:1#inline", "explicit").unwrap();
+        assert_eq!(over.redis_settings().password(), Some("explicit"));
+        assert_eq!(parse_source_addr("h:1", "").unwrap().redis_settings().password(), None);
+        for bad in ["", "nohost", "h:notaport", "h:0", "unix@", "::1:6379", "rediss://h:1", "http//x"] {
+            assert!(parse_source_addr(bad, "").is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn a_wildcard_bind_needs_an_advertise_address() {
+        let m = msg(MessageConfig::from_toml("[base]\nrpc_bind = [\"0.0.0.0:8070\"]"));
+        assert!(m.starts_with("base.advertise:"), "{m}");
+        let m = msg(MessageConfig::from_toml("[base]\nrpc_bind = [\":8070\"]"));
+        assert!(m.starts_with("base.advertise:"), "{m}");
+        let m = msg(MessageConfig::from_toml("[base]\nrpc_bind = [\"[::]:8070\"]"));
+        assert!(m.starts_with("base.advertise:"), "{m}");
+        MessageConfig::from_toml("[base]\nrpc_bind = [\"0.0.0.0:8070\"]\nadvertise = [\"10.1.1.1:8070\"]").unwrap();
+        let m = msg(MessageConfig::from_toml("[base]\nadvertise = [\"0.0.0.0:8070\"]"));
+        assert!(m.starts_with("base.advertise[0]:"), "{m}");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[base]\nrpc_bind = []", "base.rpc_bind:"),
+            ("[base]\nrpc_bind = [\"nope\"]", "base.rpc_bind[0]:"),
+            ("[base]\nstat_bind = \"x\"", "base.stat_bind:"),
+            ("[redis]\nstore = 0", "redis.store:"),
+            ("[redis]\ntimeout = \"0s\"", "redis.timeout:"),
+            ("[redis]\nsource = []", "redis.source:"),
+            ("[[redis.source]]\nname = \"\"", "redis.source[0].name:"),
+            ("[[redis.source]]\nweight = 0", "redis.source[0].weight:"),
+            ("[[redis.source]]\naddr = \"x\"", "redis.source[0].addr:"),
+            ("[[redis.source]]\nname = \"a\"\n[[redis.source]]\nname = \"a\"", "redis.source[1].name:"),
+            ("[zookeeper]\nmessage_path = \"x\"", "zookeeper.message_path:"),
+        ];
+        for (text, key) in cases {
+            let m = msg(MessageConfig::from_toml(text));
+            assert!(m.starts_with(key), "{text:?} gave {m:?}, expected it to start with {key:?}");
+        }
+        // serde's own errors name the key too.
+        assert!(msg(MessageConfig::from_toml("[redis]\nstor = 1")).contains("stor"));
+        assert!(msg(MessageConfig::from_toml("[redis]\nring_hash = \"crc\"")).contains("ring_hash"));
+        assert!(msg(MessageConfig::from_toml("[storage]\nkind = \"mysql\"")).contains("kind"));
+        // A memory store needs no Redis source, but keeps the per-key cap.
+        MessageConfig::from_toml("[storage]\nkind = \"memory\"\n[redis]\nsource = []").unwrap();
+        let m = msg(MessageConfig::from_toml("[storage]\nkind = \"memory\"\n[redis]\nstore = 0"));
+        assert!(m.starts_with("redis.store:"), "{m}");
+    }
+}

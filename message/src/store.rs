@@ -1,0 +1,69 @@
+//! The offline message stores behind `MessageApi` (DESIGN decision 7): [`RedisStore`] over ring-
+//! sharded Redis servers in upstream's layout, and [`MemoryStore`] for standalone mode and tests,
+//! with the same semantics. This file holds what both share: input checks and the constructor that
+//! picks one from the config (always wrapped in metrics).
+
+use crate::config::{MessageConfig, StorageKind};
+use crate::error::MessageError;
+use crate::metered::Metered;
+use cluster::gojson;
+use cluster::rpc::{Mid, SharedMessages, StoreError};
+use std::sync::Arc;
+
+mod memory;
+mod redis;
+
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+/// Longest token accepted, in bytes.
+pub const MAX_TOKEN_LEN: usize = 1024;
+
+/// The store the config asks for, counted in metrics. Must run inside a Tokio runtime (Redis
+/// clients connect lazily in the background; nothing here waits for Redis).
+pub fn from_config(config: &MessageConfig) -> Result<SharedMessages, MessageError> {
+    config.validate()?;
+    Ok(match config.storage.kind {
+        StorageKind::Memory => Arc::new(Metered::new(MemoryStore::new(config.redis.store))),
+        StorageKind::Redis => Arc::new(Metered::new(RedisStore::new(&config.redis)?)),
+    })
+}
+
+/// Refuses empty and over-long keys.
+pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN { Err(StoreError::BadKey) } else { Ok(()) }
+}
+
+/// Refuses empty and over-long tokens.
+pub(crate) fn check_token(token: &str) -> Result<(), StoreError> {
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN { Err(StoreError::BadToken) } else { Ok(()) }
+}
+
+/// Refuses a negative mid.
+pub(crate) fn check_mid(mid: Mid) -> Result<(), StoreError> {
+    if mid < 0 { Err(StoreError::BadMid) } else { Ok(()) }
+}
+
+/// Checks a message to save and returns it compacted the way upstream's Go encoder stored it.
+pub(crate) fn prepare(msg: &str, mid: Mid) -> Result<String, StoreError> {
+    check_mid(mid)?;
+    gojson::compact(msg).ok_or(StoreError::BadMessage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_checks() {
+        assert_eq!(check_key(""), Err(StoreError::BadKey));
+        assert_eq!(check_key(&"k".repeat(MAX_KEY_LEN + 1)), Err(StoreError::BadKey));
+        assert_eq!(check_key("k"), Ok(()));
+        assert_eq!(check_token(""), Err(StoreError::BadToken));
+        assert_eq!(prepare("{\"a\": <1}", 1), Err(StoreError::BadMessage));
+        assert_eq!(prepare("{\"a\": 1}", -1), Err(StoreError::BadMid));
+        assert_eq!(prepare("{\"a\": \"<\"}", 0).as_deref(), Ok("{\"a\":\"\\u003c\"}"));
+    }
+}

@@ -1,0 +1,454 @@
+//! The Redis store: upstream's layout (reference §7.1) with DESIGN decision 7's fixes. One sorted set
+//! per key (`<prefix><key>`), score = mid, member = `{"msg":..,"expire":..,"mid":..}`; keys are
+//! sharded by the ketama ring over the configured source names, hashing the key without prefix, so a
+//! key lands on the shard upstream chose. Every command or pipeline runs under the configured
+//! deadline, and every Redis failure becomes `StoreError::Backend` in [`RedisStore::exec`] alone.
+//! Needs Redis 7.0 or later (`EXPIREAT .. NX` / `GT`). docs/storage.md describes the layout.
+
+use super::{check_key, check_mid, check_token, prepare};
+use crate::clock::Clock;
+use crate::config::RedisConfig;
+use crate::error::MessageError;
+use crate::member;
+use crate::token::{TokenRecord, to_evict};
+use cluster::rpc::{BoxFuture, MessageApi, Mid, StoreError, StoreHealth, StoredMessage};
+use futures::future::join_all;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Value};
+use ring::Ring;
+use std::collections::HashMap;
+use std::time::Duration;
+use tracing::{debug, warn};
+
+/// Namespace of the token hashes, after the prefix: `<prefix>gopush-token:<key>`.
+pub const TOKEN_NAMESPACE: &str = "gopush-token:";
+
+/// Offline messages and tokens in ring-sharded Redis servers.
+pub struct RedisStore {
+    /// Parallel to `ring.nodes()`: shard `i` serves the keys the ring gives node `i`.
+    shards: Vec<Shard>,
+    ring: Ring,
+    prefix: String,
+    store: usize,
+    timeout: Duration,
+    clock: Clock,
+}
+
+struct Shard {
+    name: String,
+    conn: ConnectionManager,
+}
+
+impl RedisStore {
+    /// Clients for every source of a validated config; connects lazily, so Redis may still be
+    /// down. Must run inside a Tokio runtime.
+    pub fn new(config: &RedisConfig) -> Result<RedisStore, MessageError> {
+        RedisStore::with_clock(config, Clock::system())
+    }
+
+    /// Like [`RedisStore::new`] with a clock a test can move.
+    pub fn with_clock(config: &RedisConfig, clock: Clock) -> Result<RedisStore, MessageError> {
+        config.validate()?;
+        let ring = Ring::new(config.ring_hash, config.source.iter().map(|s| (s.name.clone(), s.weight)));
+        let mut shards = Vec::with_capacity(ring.nodes().len());
+        for (name, _) in ring.nodes() {
+            let fail = |reason: String| MessageError::Redis { name: name.clone(), reason };
+            let source = config.source.iter().find(|s| &s.name == name).ok_or_else(|| fail("lost".into()))?;
+            let info = source.connection_info().map_err(&fail)?;
+            let client = redis::Client::open(info).map_err(|e| fail(e.to_string()))?;
+            // One connection attempt per reconnect, retried by the next call: while a server is
+            // down calls fail at once instead of queueing behind a long backoff, and the first
+            // call after it returns reconnects.
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.timeout))
+                .set_response_timeout(Some(config.timeout))
+                .set_number_of_retries(0)
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(200));
+            let conn =
+                ConnectionManager::new_lazy_with_config(client, manager_config).map_err(|e| fail(e.to_string()))?;
+            shards.push(Shard { name: name.clone(), conn });
+        }
+        Ok(RedisStore {
+            shards,
+            ring,
+            prefix: config.key_prefix.clone(),
+            store: config.store,
+            timeout: config.timeout,
+            clock,
+        })
+    }
+
+    /// The source name whose server holds `key` (the ring over names and weights, as upstream).
+    pub fn shard_name(&self, key: &str) -> &str {
+        self.shard_of(key).map_or("", |i| self.shards[i].name.as_str())
+    }
+
+    fn shard_of(&self, key: &str) -> Option<usize> {
+        self.ring.owner_index(key.as_bytes())
+    }
+
+    fn conn(&self, key: &str) -> Result<ConnectionManager, StoreError> {
+        let i = self.shard_of(key).ok_or(StoreError::Backend)?;
+        Ok(self.shards[i].conn.clone())
+    }
+
+    fn message_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn token_key(&self, key: &str) -> String {
+        format!("{}{TOKEN_NAMESPACE}{key}", self.prefix)
+    }
+
+    /// Runs one command under the deadline.
+    async fn cmd<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        conn: &ConnectionManager,
+        cmd: &Cmd,
+    ) -> Result<T, StoreError> {
+        self.exec(what, || {
+            let mut conn = conn.clone();
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await
+    }
+
+    /// Runs one pipeline (one round trip) under the deadline.
+    async fn pipe<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        conn: &ConnectionManager,
+        pipe: &Pipeline,
+    ) -> Result<T, StoreError> {
+        self.exec(what, || {
+            let mut conn = conn.clone();
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await
+    }
+
+    /// Runs `call` under the deadline; the one place Redis errors become `StoreError::Backend`.
+    /// A call that failed on a broken connection is sent once more (every call here is
+    /// idempotent), so the first call after a Redis restart uses the fresh connection instead of
+    /// failing on the dead one.
+    async fn exec<T, F, Fut>(&self, what: &'static str, mut call: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let attempts = async {
+            match call().await {
+                Err(e) if e.is_unrecoverable_error() || e.is_io_error() => {
+                    debug!(op = what, error = %e, "redis connection broke; trying once more");
+                    call().await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                debug!(op = what, error = %e, "redis call failed");
+                Err(StoreError::Backend)
+            }
+            Err(_) => {
+                debug!(op = what, timeout = ?self.timeout, "redis call timed out");
+                Err(StoreError::Backend)
+            }
+        }
+    }
+
+    /// Appends the commands that store one message under `key` (always [`SAVE_COMMANDS`] of them).
+    fn push_save(&self, pipe: &mut Pipeline, key: &str, member: &str, mid: Mid, expire_at: i64) {
+        let k = self.message_key(key);
+        pipe.cmd("ZADD").arg(&k).arg(mid).arg(member);
+        // Keep the newest `store` members, as upstream did.
+        pipe.cmd("ZREMRANGEBYRANK").arg(&k).arg(0).arg(-(self.store as i64) - 1);
+        push_expire_at_least(pipe, &k, expire_at);
+    }
+
+    async fn save_private_io(&self, key: String, msg: String, mid: Mid, expire: u32) -> Result<(), StoreError> {
+        check_key(&key)?;
+        let compacted = prepare(&msg, mid)?;
+        if expire == 0 {
+            return Ok(());
+        }
+        let expire_at = self.clock.now() + i64::from(expire);
+        let member = member::encode(&compacted, expire_at, mid);
+        let mut pipe = redis::pipe();
+        self.push_save(&mut pipe, &key, &member, mid, expire_at);
+        self.pipe("save_private", &self.conn(&key)?, &pipe).await
+    }
+
+    async fn save_privates_io(
+        &self,
+        keys: Vec<String>,
+        msg: String,
+        mid: Mid,
+        expire: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let compacted = prepare(&msg, mid)?;
+        let expire_at = self.clock.now() + i64::from(expire);
+        let member = member::encode(&compacted, expire_at, mid);
+        // (position in `keys`) per shard, so failures come back in the caller's order.
+        let mut failed: Vec<usize> = Vec::new();
+        let mut by_shard: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (pos, key) in keys.iter().enumerate() {
+            match (check_key(key), self.shard_of(key)) {
+                (Ok(()), Some(shard)) => by_shard.entry(shard).or_default().push(pos),
+                _ => failed.push(pos),
+            }
+        }
+        if expire > 0 {
+            let rounds = by_shard.into_iter().map(|(shard, positions)| {
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for &pos in &positions {
+                    self.push_save(&mut pipe, &keys[pos], &member, mid, expire_at);
+                }
+                let conn = &self.shards[shard].conn;
+                async move {
+                    let answer = self.pipe::<Vec<Value>>("save_privates", conn, &pipe).await;
+                    match answer {
+                        Ok(replies) if replies.len() == positions.len() * SAVE_COMMANDS => positions
+                            .iter()
+                            .zip(replies.chunks(SAVE_COMMANDS))
+                            .filter(|(_, r)| r.iter().any(|v| matches!(v, Value::ServerError(_))))
+                            .map(|(&pos, _)| pos)
+                            .collect(),
+                        Ok(_) | Err(_) => positions,
+                    }
+                }
+            });
+            for shard_failed in join_all(rounds).await {
+                failed.extend(shard_failed);
+            }
+        }
+        failed.sort_unstable();
+        Ok(failed.into_iter().map(|pos| keys[pos].clone()).collect())
+    }
+
+    async fn get_private_io(&self, key: String, after: Mid) -> Result<Vec<StoredMessage>, StoreError> {
+        check_key(&key)?;
+        check_mid(after)?;
+        let k = self.message_key(&key);
+        let conn = self.conn(&key)?;
+        // Inclusive bound at the double nearest to `after` (Redis parses the integer text to it):
+        // every mid > after has a score >= that double, even where scores round. `mid > after`
+        // is then decided exactly below.
+        let mut range = redis::cmd("ZRANGEBYSCORE");
+        range.arg(&k).arg(after).arg("+inf").arg("WITHSCORES");
+        let rows: Vec<(Vec<u8>, f64)> = self.cmd("get_private", &conn, &range).await?;
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(rows.len());
+        let mut stale: Vec<Vec<u8>> = Vec::new();
+        for (raw, score) in rows {
+            match std::str::from_utf8(&raw).ok().and_then(|m| member::decode(m, score)) {
+                Some(m) if m.expired(now) => stale.push(raw),
+                Some(m) if m.mid > after => out.push(StoredMessage { msg: m.msg, mid: m.mid, gid: 0 }),
+                Some(_) => {}
+                None => {
+                    warn!(key = %k, "removing a member that is not a gopush message");
+                    stale.push(raw);
+                }
+            }
+        }
+        // Equal scores come back ordered by member bytes; the exact mids decide the order.
+        out.sort_by_key(|m| m.mid);
+        if !stale.is_empty() {
+            let mut rem = redis::cmd("ZREM");
+            rem.arg(&k).arg(&stale);
+            // The answer does not depend on the clean-up; a failure leaves it for the next read.
+            let _: Result<(), _> = self.cmd("remove_expired", &conn, &rem).await;
+        }
+        Ok(out)
+    }
+
+    async fn del_private_io(&self, key: String) -> Result<(), StoreError> {
+        check_key(&key)?;
+        let mut del = redis::cmd("DEL");
+        del.arg(self.message_key(&key));
+        self.cmd("del_private", &self.conn(&key)?, &del).await
+    }
+
+    async fn add_token_io(&self, key: String, token: String, life: u64) -> Result<(), StoreError> {
+        check_key(&key)?;
+        check_token(&token)?;
+        let tk = self.token_key(&key);
+        let conn = self.conn(&key)?;
+        if life == 0 {
+            // A zero lifetime revokes the token.
+            let mut del = redis::cmd("HDEL");
+            del.arg(&tk).arg(&token);
+            return self.cmd("add_token", &conn, &del).await;
+        }
+        let mut all = redis::cmd("HGETALL");
+        all.arg(&tk);
+        let fields: Vec<(String, String)> = self.cmd("add_token", &conn, &all).await?;
+        let now = self.clock.now();
+        // Unreadable records count as expired so they get dropped.
+        let gone = TokenRecord { expire: i64::MIN, life: 0 };
+        let records: Vec<(String, TokenRecord)> = fields
+            .into_iter()
+            .map(|(t, v)| {
+                let r = TokenRecord::decode(&v).unwrap_or(gone);
+                (t, r)
+            })
+            .collect();
+        let evict = to_evict(&records, &token, now);
+        let record = TokenRecord::new(now, life);
+        let mut pipe = redis::pipe();
+        if !evict.is_empty() {
+            pipe.cmd("HDEL").arg(&tk).arg(&evict);
+        }
+        pipe.cmd("HSET").arg(&tk).arg(&token).arg(record.encode());
+        push_expire_at_least(&mut pipe, &tk, record.expire);
+        self.pipe("add_token", &conn, &pipe).await
+    }
+
+    async fn check_token_io(&self, key: String, token: String) -> Result<bool, StoreError> {
+        check_key(&key)?;
+        check_token(&token)?;
+        let tk = self.token_key(&key);
+        let conn = self.conn(&key)?;
+        let mut get = redis::cmd("HGET");
+        get.arg(&tk).arg(&token);
+        let stored: Option<String> = self.cmd("check_token", &conn, &get).await?;
+        let Some(text) = stored else { return Ok(false) };
+        let now = self.clock.now();
+        match TokenRecord::decode(&text) {
+            Some(r) if r.valid(now) => {
+                let slid = r.slid(now);
+                let mut pipe = redis::pipe();
+                pipe.cmd("HSET").arg(&tk).arg(&token).arg(slid.encode());
+                push_expire_at_least(&mut pipe, &tk, slid.expire);
+                if self.pipe::<()>("slide_token", &conn, &pipe).await.is_err() {
+                    // The token is valid now; only its extension was lost.
+                    warn!(key = %key, "cannot extend a token's lifetime");
+                }
+                Ok(true)
+            }
+            _ => {
+                let mut del = redis::cmd("HDEL");
+                del.arg(&tk).arg(&token);
+                let _: Result<(), _> = self.cmd("remove_token", &conn, &del).await;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn ping_io(&self) -> StoreHealth {
+        let pings = self.shards.iter().map(|s| async move {
+            let up = self.cmd::<String>("ping", &s.conn, &redis::cmd("PING")).await.is_ok();
+            (s.name.clone(), up)
+        });
+        StoreHealth { backend: "redis".into(), shards: join_all(pings).await }
+    }
+}
+
+/// Commands [`RedisStore::push_save`] appends per key.
+const SAVE_COMMANDS: usize = 4;
+
+/// Makes the key live at least until `at`: `NX` sets a first expiry (a new key, or one upstream
+/// wrote without TTL), `GT` only ever extends it, so the key's TTL is its latest member's expiry.
+fn push_expire_at_least(pipe: &mut Pipeline, key: &str, at: i64) {
+    pipe.cmd("EXPIREAT").arg(key).arg(at).arg("NX");
+    pipe.cmd("EXPIREAT").arg(key).arg(at).arg("GT");
+}
+
+impl MessageApi for RedisStore {
+    fn save_private(&self, key: String, msg: String, mid: Mid, expire: u32) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.save_private_io(key, msg, mid, expire))
+    }
+
+    fn save_privates(
+        &self,
+        keys: Vec<String>,
+        msg: String,
+        mid: Mid,
+        expire: u32,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(self.save_privates_io(keys, msg, mid, expire))
+    }
+
+    fn get_private(&self, key: String, after: Mid) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
+        Box::pin(self.get_private_io(key, after))
+    }
+
+    fn del_private(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.del_private_io(key))
+    }
+
+    fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.add_token_io(key, token, expire_secs))
+    }
+
+    fn check_token(&self, key: String, token: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.check_token_io(key, token))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<StoreHealth, StoreError>> {
+        Box::pin(async move { Ok(self.ping_io().await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RedisSource;
+
+    fn config(names: &[(&str, u32)]) -> RedisConfig {
+        RedisConfig {
+            source: names
+                .iter()
+                .map(|(n, w)| RedisSource {
+                    name: n.to_string(),
+                    weight: *w,
+                    addr: "127.0.0.1:1".into(),
+                    password: String::new(),
+                })
+                .collect(),
+            ..RedisConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_land_on_upstreams_shard() {
+        // Reference §6.2: node1 w1, node2 w2, node3 w1; the source order must not matter.
+        let golden = [
+            ("Terry-Mao", "node1"),
+            ("t1", "node2"),
+            ("t2", "node3"),
+            ("t3", "node2"),
+            ("user_1", "node3"),
+            ("user_2", "node2"),
+            ("1", "node2"),
+            ("hello", "node2"),
+            ("", "node3"),
+            ("bar", "node2"),
+            ("wrap211", "node2"),
+            ("2", "node2"),
+            ("foo", "node2"),
+            ("gopush", "node2"),
+            ("abc", "node2"),
+        ];
+        for order in [[("node1", 1), ("node2", 2), ("node3", 1)], [("node3", 1), ("node1", 1), ("node2", 2)]] {
+            let store = RedisStore::new(&config(&order)).unwrap();
+            for (key, node) in golden {
+                assert_eq!(store.shard_name(key), node, "key {key:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn prefixes_apply_to_redis_keys_not_to_the_ring() {
+        let mut c = config(&[("node1", 1), ("node2", 2), ("node3", 1)]);
+        c.key_prefix = "gp:".into();
+        let store = RedisStore::new(&c).unwrap();
+        assert_eq!(store.message_key("Terry-Mao"), "gp:Terry-Mao");
+        assert_eq!(store.token_key("Terry-Mao"), "gp:gopush-token:Terry-Mao");
+        assert_eq!(store.shard_name("Terry-Mao"), "node1");
+    }
+}
