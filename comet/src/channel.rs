@@ -1,0 +1,96 @@
+//! A channel: the live connections of one key (at most `max_subscriber`) and the tokens recently
+//! confirmed for it. A channel exists only while it holds either (DESIGN decision 8), so the map
+//! never grows with keys that were merely pushed to.
+
+use crate::conn::Conn;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The connections and cached tokens of one key.
+#[derive(Debug, Default)]
+pub struct Channel {
+    /// Live connections, oldest first.
+    pub conns: Vec<Arc<Conn>>,
+    /// Tokens the store confirmed for this key, each trusted until its instant.
+    tokens: Vec<(Box<str>, Instant)>,
+}
+
+impl Channel {
+    /// Adds a connection unless the key already has `max` of them.
+    pub fn join(&mut self, conn: &Arc<Conn>, max: usize) -> bool {
+        if self.conns.len() >= max {
+            return false;
+        }
+        self.conns.push(conn.clone());
+        true
+    }
+
+    /// Removes this very connection (by identity), if present.
+    pub fn leave(&mut self, conn: &Arc<Conn>) {
+        if let Some(i) = self.conns.iter().position(|c| Arc::ptr_eq(c, conn)) {
+            self.conns.swap_remove(i);
+        }
+    }
+
+    /// True when `token` was confirmed and is still trusted at `now`.
+    pub fn token_cached(&self, token: &str, now: Instant) -> bool {
+        self.tokens.iter().any(|(t, until)| &**t == token && *until > now)
+    }
+
+    /// Trusts `token` until `until`.
+    pub fn cache_token(&mut self, token: &str, until: Instant) {
+        match self.tokens.iter_mut().find(|(t, _)| &**t == token) {
+            Some(slot) => slot.1 = until,
+            None => self.tokens.push((token.into(), until)),
+        }
+    }
+
+    /// Forgets tokens no longer trusted at `now`.
+    pub fn expire_tokens(&mut self, now: Instant) {
+        self.tokens.retain(|(_, until)| *until > now);
+    }
+
+    /// True when the channel holds nothing and should be removed.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty() && self.tokens.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Proto;
+    use std::time::Duration;
+    use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
+
+    fn conn() -> Arc<Conn> {
+        Arc::new(Conn::new(Proto::Tcp, false, 4, Utf8Bytes::from_static("+h\r\n")))
+    }
+
+    #[test]
+    fn join_is_capped_and_leave_is_by_identity() {
+        let mut ch = Channel::default();
+        let (a, b, c) = (conn(), conn(), conn());
+        assert!(ch.join(&a, 2));
+        assert!(ch.join(&b, 2));
+        assert!(!ch.join(&c, 2));
+        ch.leave(&c);
+        assert_eq!(ch.conns.len(), 2);
+        ch.leave(&a);
+        ch.leave(&b);
+        assert!(ch.is_empty());
+    }
+
+    #[test]
+    fn tokens_expire() {
+        let mut ch = Channel::default();
+        let now = Instant::now();
+        ch.cache_token("t", now + Duration::from_secs(1));
+        assert!(ch.token_cached("t", now));
+        assert!(!ch.token_cached("u", now));
+        assert!(!ch.token_cached("t", now + Duration::from_secs(2)));
+        assert!(!ch.is_empty());
+        ch.expire_tokens(now + Duration::from_secs(2));
+        assert!(ch.is_empty());
+    }
+}

@@ -1,0 +1,249 @@
+//! The shared half of one client connection: a bounded outbox of ready-to-write frames and a
+//! close flag. Pushes and heartbeat replies enqueue without waiting; the connection's task drains
+//! the outbox. A full outbox closes the connection (a slow consumer), as upstream does.
+
+use bytes::BytesMut;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
+
+/// Largest batch copied together for one TCP write.
+const MAX_BATCH: usize = 64 * 1024;
+
+/// The protocol a connection speaks, which decides the frame bytes it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// `$len\r\n<json>\r\n` frames over TCP.
+    Tcp,
+    /// One text frame per message over WebSocket.
+    WebSocket,
+}
+
+/// One connection as the channels and pushes see it.
+#[derive(Debug)]
+pub struct Conn {
+    /// Its protocol.
+    pub proto: Proto,
+    /// Whether it gets messages in the new format (it gave a version).
+    pub new_format: bool,
+    limit: usize,
+    outbox: Mutex<Outbox>,
+    // Wakes the writer when frames arrive; `kill` wakes whoever waits for a close.
+    wake: Notify,
+    kill: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: VecDeque<Utf8Bytes>,
+    closed: bool,
+    // No more frames are taken; the writer ends once the queue is written.
+    finishing: bool,
+}
+
+/// What happened to an enqueued frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// It will be written.
+    Yes,
+    /// The outbox was full: the connection is now closed.
+    Full,
+    /// The connection was already closed.
+    Closed,
+}
+
+/// What the writer should do next.
+#[derive(Debug)]
+pub enum Take {
+    /// Nothing queued: wait for [`Conn::wait`].
+    Empty,
+    /// Close the connection.
+    Closed,
+    /// Exactly one frame was queued: write it as is.
+    One(Utf8Bytes),
+    /// Several frames were copied into the batch buffer: write it in one go.
+    Batch,
+}
+
+impl Conn {
+    /// A connection whose outbox holds at most `limit` frames and starts with `first`.
+    pub fn new(proto: Proto, new_format: bool, limit: usize, first: Utf8Bytes) -> Conn {
+        let mut queue = VecDeque::new();
+        queue.push_back(first);
+        let conn = Conn {
+            proto,
+            new_format,
+            limit,
+            outbox: Mutex::new(Outbox { queue, closed: false, finishing: false }),
+            wake: Notify::new(),
+            kill: Notify::new(),
+        };
+        // A stored permit: the writer's first wait returns at once for `first`.
+        conn.wake.notify_one();
+        conn
+    }
+
+    /// Enqueues a frame; a full outbox closes the connection.
+    pub fn push(&self, frame: Utf8Bytes) -> Queued {
+        let verdict = {
+            let Ok(mut out) = self.outbox.lock() else { return Queued::Closed };
+            if out.closed || out.finishing {
+                Queued::Closed
+            } else if out.queue.len() >= self.limit {
+                out.closed = true;
+                out.queue.clear();
+                Queued::Full
+            } else {
+                out.queue.push_back(frame);
+                Queued::Yes
+            }
+        };
+        match verdict {
+            Queued::Yes => self.wake.notify_one(),
+            Queued::Full => self.signal_close(),
+            Queued::Closed => {}
+        }
+        verdict
+    }
+
+    /// Closes the connection: its task stops writing and drops the socket.
+    pub fn close(&self) {
+        if let Ok(mut out) = self.outbox.lock() {
+            out.closed = true;
+            out.queue.clear();
+        }
+        self.signal_close();
+    }
+
+    /// Stops taking frames; the writer ends after writing what is queued (the answers to the
+    /// heartbeats that came before a bad byte).
+    pub fn finish(&self) {
+        if let Ok(mut out) = self.outbox.lock() {
+            out.finishing = true;
+        }
+        self.wake.notify_one();
+    }
+
+    fn signal_close(&self) {
+        self.wake.notify_one();
+        self.kill.notify_waiters();
+    }
+
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        self.outbox.lock().map_or(true, |o| o.closed)
+    }
+
+    /// Waits until frames may have been queued (or the connection closed).
+    pub async fn wait(&self) {
+        self.wake.notified().await
+    }
+
+    /// Resolves once the connection is closed.
+    pub async fn killed(&self) {
+        loop {
+            let notified = self.kill.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes the next frame, one at a time (WebSocket sends each as its own frame).
+    pub fn pop(&self) -> Result<Option<Utf8Bytes>, Closed> {
+        let Ok(mut out) = self.outbox.lock() else { return Err(Closed) };
+        if out.closed {
+            return Err(Closed);
+        }
+        match out.queue.pop_front() {
+            None if out.finishing => Err(Closed),
+            next => Ok(next),
+        }
+    }
+
+    /// Takes what is queued for one TCP write: a single frame as is, or several copied into
+    /// `batch` so that a burst costs one syscall.
+    pub fn take(&self, batch: &mut BytesMut) -> Take {
+        let Ok(mut out) = self.outbox.lock() else { return Take::Closed };
+        if out.closed {
+            return Take::Closed;
+        }
+        match out.queue.len() {
+            0 if out.finishing => Take::Closed,
+            0 => Take::Empty,
+            1 => out.queue.pop_front().map_or(Take::Empty, Take::One),
+            _ => {
+                while batch.len() < MAX_BATCH {
+                    let Some(frame) = out.queue.pop_front() else { break };
+                    batch.extend_from_slice(frame.as_bytes());
+                }
+                Take::Batch
+            }
+        }
+    }
+}
+
+/// The connection was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(s: &'static str) -> Utf8Bytes {
+        Utf8Bytes::from_static(s)
+    }
+
+    #[test]
+    fn outbox_is_bounded_and_a_full_one_closes() {
+        let c = Conn::new(Proto::Tcp, false, 3, frame("+h\r\n"));
+        assert_eq!(c.push(frame("a")), Queued::Yes);
+        assert_eq!(c.push(frame("b")), Queued::Yes);
+        assert_eq!(c.push(frame("c")), Queued::Full);
+        assert!(c.is_closed());
+        assert_eq!(c.push(frame("d")), Queued::Closed);
+        assert!(matches!(c.take(&mut BytesMut::new()), Take::Closed));
+    }
+
+    #[test]
+    fn take_batches_several_frames() {
+        let c = Conn::new(Proto::Tcp, false, 10, frame("+h\r\n"));
+        assert!(matches!(c.take(&mut BytesMut::new()), Take::One(f) if f == "+h\r\n"));
+        let mut batch = BytesMut::new();
+        assert!(matches!(c.take(&mut batch), Take::Empty));
+        c.push(frame("ab"));
+        c.push(frame("cd"));
+        assert!(matches!(c.take(&mut batch), Take::Batch));
+        assert_eq!(&batch[..], b"abcd");
+        assert_eq!(c.pop(), Ok(None));
+        c.close();
+        assert_eq!(c.pop(), Err(Closed));
+    }
+
+    #[test]
+    fn finish_writes_what_is_queued_then_ends() {
+        let c = Conn::new(Proto::Tcp, false, 10, frame("+h\r\n"));
+        c.finish();
+        assert_eq!(c.push(frame("late")), Queued::Closed);
+        assert!(matches!(c.take(&mut BytesMut::new()), Take::One(_)));
+        assert!(matches!(c.take(&mut BytesMut::new()), Take::Closed));
+        assert!(!c.is_closed(), "finishing is not a kill");
+    }
+
+    #[tokio::test]
+    async fn killed_resolves_on_close() {
+        let c = std::sync::Arc::new(Conn::new(Proto::WebSocket, true, 2, frame("+h\r\n")));
+        let waiter = tokio::spawn({
+            let c = c.clone();
+            async move { c.killed().await }
+        });
+        tokio::task::yield_now().await;
+        c.close();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    }
+}

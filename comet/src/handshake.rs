@@ -1,0 +1,360 @@
+//! The subscribe command, parsed without I/O. TCP clients send a RESP-like multi-bulk array
+//! (`*N\r\n` then N × `$len\r\n<arg>\r\n`, §3.1); [`parse`] answers complete / incomplete / invalid
+//! over whatever bytes have arrived. WebSocket clients put the same fields in the `/sub` query
+//! ([`query_params`]). [`Subscribe::from_fields`] checks both the same way.
+
+use crate::error::Error;
+
+/// Most arguments a subscribe command may have (`sub key heartbeat token version`).
+pub const MAX_ARGS: usize = 5;
+/// Longest argument, in bytes.
+pub const MAX_ARG: usize = 1024;
+/// Longest header line (`$1024\r\n` with some leading zeros); a longer one is junk.
+const MAX_LINE: usize = 12;
+
+/// What the bytes received so far amount to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parse<'a> {
+    /// A whole command: its arguments and how many bytes it took (later bytes are heartbeats).
+    Complete {
+        /// The arguments, `sub` first.
+        args: Vec<&'a [u8]>,
+        /// Bytes of the buffer the command used.
+        consumed: usize,
+    },
+    /// Well-formed so far; read more.
+    Incomplete,
+    /// Not a valid command: close without a reply.
+    Invalid,
+}
+
+/// Parses a subscribe command from the start of `buf`.
+pub fn parse(buf: &[u8]) -> Parse<'_> {
+    let mut pos = 0;
+    let argc = match header(buf, &mut pos, b'*') {
+        Line::Value(n) if (1..=MAX_ARGS).contains(&n) => n,
+        Line::Value(_) | Line::Invalid => return Parse::Invalid,
+        Line::Incomplete => return Parse::Incomplete,
+    };
+    let mut args = Vec::with_capacity(argc);
+    for _ in 0..argc {
+        let len = match header(buf, &mut pos, b'$') {
+            Line::Value(n) if n <= MAX_ARG => n,
+            Line::Value(_) | Line::Invalid => return Parse::Invalid,
+            Line::Incomplete => return Parse::Incomplete,
+        };
+        let Some(frame) = buf.get(pos..pos + len + 2) else {
+            // Upstream reads each argument up to `\n`: one arriving early means a short argument.
+            return if buf[pos..].contains(&b'\n') { Parse::Invalid } else { Parse::Incomplete };
+        };
+        let (arg, end) = frame.split_at(len);
+        if end != b"\r\n" || arg.contains(&b'\n') {
+            return Parse::Invalid;
+        }
+        args.push(arg);
+        pos += len + 2;
+    }
+    Parse::Complete { args, consumed: pos }
+}
+
+enum Line {
+    Value(usize),
+    Incomplete,
+    Invalid,
+}
+
+/// Reads one `<prefix><decimal>\r\n` line at `*pos`, advancing past it when whole.
+fn header(buf: &[u8], pos: &mut usize, prefix: u8) -> Line {
+    let rest = &buf[*pos..];
+    let window = &rest[..rest.len().min(MAX_LINE)];
+    let Some(nl) = window.iter().position(|&b| b == b'\n') else {
+        let junk = rest.len() >= MAX_LINE || window.first().is_some_and(|&b| b != prefix);
+        return if junk { Line::Invalid } else { Line::Incomplete };
+    };
+    // Upstream: at least 4 bytes with `\r` before `\n`, i.e. a prefix and one digit or more.
+    if nl < 3 || rest[0] != prefix || rest[nl - 1] != b'\r' {
+        return Line::Invalid;
+    }
+    let Some(n) = decimal(&rest[1..nl - 1]) else { return Line::Invalid };
+    *pos += nl + 1;
+    Line::Value(n)
+}
+
+/// A non-negative decimal with an optional `+` (Go's `Atoi` accepts one); `None` for a sign `-`,
+/// other bytes, or more than 9 digits.
+fn decimal(s: &[u8]) -> Option<usize> {
+    let digits = s.strip_prefix(b"+").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0usize, |n, d| n * 10 + usize::from(d - b'0')))
+}
+
+/// A checked subscription request, the same for TCP and WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    /// Who the client is.
+    pub key: String,
+    /// Seconds between the client's heartbeats.
+    pub heartbeat: u32,
+    /// The auth token, empty when none was given.
+    pub token: String,
+    /// True when the client gave a version: messages carry `msg` as raw JSON (new format).
+    pub new_format: bool,
+}
+
+/// What the checks of [`Subscribe`] need from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest key in bytes.
+    pub max_key: usize,
+    /// Smallest heartbeat in seconds.
+    pub min_heartbeat: u32,
+}
+
+impl Subscribe {
+    /// Checks the arguments of a TCP command: `sub key heartbeat [token] [version]`.
+    pub fn from_args(args: &[&[u8]], limits: Limits) -> Result<Subscribe, Error> {
+        match args {
+            [b"sub", key, heartbeat, rest @ ..] => {
+                Subscribe::from_fields(key, heartbeat, rest.first().copied(), rest.get(1).copied(), limits)
+            }
+            _ => Err(Error::Param),
+        }
+    }
+
+    /// Checks the fields, wherever they came from; every failure is `-p`.
+    pub fn from_fields(
+        key: &[u8],
+        heartbeat: &[u8],
+        token: Option<&[u8]>,
+        version: Option<&[u8]>,
+        limits: Limits,
+    ) -> Result<Subscribe, Error> {
+        if key.is_empty() || key.len() > limits.max_key {
+            return Err(Error::Param);
+        }
+        let key = std::str::from_utf8(key).map_err(|_| Error::Param)?;
+        let heartbeat = decimal(heartbeat).and_then(|h| u32::try_from(h).ok()).ok_or(Error::Param)?;
+        if heartbeat < limits.min_heartbeat {
+            return Err(Error::Param);
+        }
+        let token = std::str::from_utf8(token.unwrap_or_default()).map_err(|_| Error::Param)?;
+        Ok(Subscribe {
+            key: key.to_string(),
+            heartbeat,
+            token: token.to_string(),
+            new_format: version.is_some_and(|v| !v.is_empty()),
+        })
+    }
+}
+
+/// The `key`, `heartbeat`, `token` and `ver` values of a URL query, percent-decoded like Go's
+/// `url.ParseQuery` (`+` is a space; the first occurrence of a name wins). A bad escape fails.
+pub fn query_params(query: &str) -> Result<[Option<Vec<u8>>; 4], Error> {
+    const NAMES: [&str; 4] = ["key", "heartbeat", "token", "ver"];
+    let mut out: [Option<Vec<u8>>; 4] = Default::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name)?;
+        if let Some(i) = NAMES.iter().position(|n| n.as_bytes() == name.as_slice()) {
+            if out[i].is_none() {
+                out[i] = Some(percent_decode(value)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Result<Vec<u8>, Error> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or(Error::Param)?;
+                let hi = (hex[0] as char).to_digit(16).ok_or(Error::Param)?;
+                let lo = (hex[1] as char).to_digit(16).ok_or(Error::Param)?;
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LIMITS: Limits = Limits { max_key: 256, min_heartbeat: 30 };
+
+    fn complete(buf: &[u8]) -> (Vec<&[u8]>, usize) {
+        match parse(buf) {
+            Parse::Complete { args, consumed } => (args, consumed),
+            other => panic!("{:?} gave {other:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    #[test]
+    fn reference_examples_parse() {
+        let new = b"*5\r\n$3\r\nsub\r\n$9\r\nTerry-Mao\r\n$2\r\n30\r\n$0\r\n\r\n$5\r\n1.0.5\r\n";
+        let (args, used) = complete(new);
+        assert_eq!(used, new.len());
+        let s = Subscribe::from_args(&args, LIMITS).unwrap();
+        assert_eq!(s, Subscribe { key: "Terry-Mao".into(), heartbeat: 30, token: String::new(), new_format: true });
+
+        let old = b"*3\r\n$3\r\nsub\r\n$9\r\nTerry-Mao\r\n$2\r\n30\r\nh";
+        let (args, used) = complete(old);
+        assert_eq!(&old[used..], b"h", "pipelined bytes are left for the caller");
+        assert!(!Subscribe::from_args(&args, LIMITS).unwrap().new_format);
+
+        // The wiki's 4-argument example puts the version in the token slot: old format.
+        let wiki = b"*4\r\n$3\r\nsub\r\n$9\r\nTerry-Mao\r\n$2\r\n30\r\n$5\r\n1.0.4\r\n";
+        let s = Subscribe::from_args(&complete(wiki).0, LIMITS).unwrap();
+        assert_eq!((s.token.as_str(), s.new_format), ("1.0.4", false));
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete() {
+        let cmd = b"*5\r\n$3\r\nsub\r\n$9\r\nTerry-Mao\r\n$2\r\n35\r\n$0\r\n\r\n$3\r\n1.0\r\n";
+        for end in 0..cmd.len() {
+            assert_eq!(parse(&cmd[..end]), Parse::Incomplete, "prefix {end}");
+        }
+        assert!(matches!(parse(cmd), Parse::Complete { .. }));
+    }
+
+    #[test]
+    fn hostile_framing_is_invalid() {
+        let cases: &[&[u8]] = &[
+            b"*0\r\n",
+            b"*6\r\n",
+            b"*-1\r\n",
+            b"*99999999999999999999\r\n",
+            b"*3\n",
+            b"*\r\n",
+            b"x",
+            b"GET / HTTP/1.1\r\n",
+            b"*1\r\n$-1\r\n\n",
+            b"*1\r\n$-1\r\n",
+            b"*1\r\n$1025\r\n",
+            b"*1\r\n$18446744073709551617\r\n",
+            b"*1\r\n$3\r\nsubX\r\n",
+            b"*1\r\n$3\r\nsu\n\r\n",
+            b"*1\r\n$5\r\nsu\r\n",
+            b"*1\r\n$3x\r\n",
+            b"*1\r\n+3\r\nsub\r\n",
+            b"*1\r\n$3\r\nsub\n\n",
+            b"*1\r\n$00000000000003\r\nsub\r\n",
+            b"*2\r\n$3\r\nsub\r\n*1\r\n",
+        ];
+        for case in cases {
+            assert_eq!(parse(case), Parse::Invalid, "{:?}", String::from_utf8_lossy(case));
+        }
+        // A `+` sign is accepted, as Go's Atoi does.
+        assert!(matches!(parse(b"*+1\r\n$+3\r\nsub\r\n"), Parse::Complete { .. }));
+    }
+
+    #[test]
+    fn parameter_errors() {
+        let p = |args: &[&[u8]]| Subscribe::from_args(args, LIMITS).map(|_| ()).map_err(|e| e.reply());
+        assert_eq!(p(&[b"sub", b"k", b"30"]), Ok(()));
+        assert_eq!(p(&[b"SUB", b"k", b"30"]), Err(Some("-p\r\n")), "case-sensitive command");
+        assert_eq!(p(&[b"pub", b"k", b"30"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", b"k"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", b"", b"30"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", b"k", b"29"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", b"k", b"-30"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", b"k", b"x"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", b"k", b""]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", b"k", b"99999999999"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", &[b'k'; 257], b"30"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", &[b'k'; 256], b"30"]), Ok(()));
+        assert_eq!(p(&[b"sub", b"\xff", b"30"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", b"k", b"+30"]), Ok(()));
+    }
+
+    #[test]
+    fn query_values_decode_like_go() {
+        let [k, h, t, v] = query_params("key=a%20b+c&heartbeat=30&token=&ver=1&key=other").unwrap();
+        assert_eq!(k.as_deref(), Some(&b"a b c"[..]));
+        assert_eq!(h.as_deref(), Some(&b"30"[..]));
+        assert_eq!(t.as_deref(), Some(&b""[..]));
+        assert_eq!(v.as_deref(), Some(&b"1"[..]));
+        let [k, h, t, v] = query_params("").unwrap();
+        assert!(k.is_none() && h.is_none() && t.is_none() && v.is_none());
+        assert!(query_params("key=%zz").is_err());
+        assert!(query_params("key=%2").is_err());
+        assert_eq!(query_params("key=%E4%BD%A0").unwrap()[0].as_deref(), Some("你".as_bytes()));
+    }
+
+    fn command(args: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn never_panics_on_junk(buf in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse(&buf);
+        }
+
+        #[test]
+        fn never_panics_on_near_valid_input(
+            args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..6),
+            cut in 0usize..400,
+            flip in 0usize..400,
+            byte in any::<u8>(),
+        ) {
+            let mut buf = command(&args);
+            if flip < buf.len() {
+                buf[flip] = byte;
+            }
+            buf.truncate(cut.max(1));
+            if let Parse::Complete { args, consumed } = parse(&buf) {
+                prop_assert!(consumed <= buf.len());
+                prop_assert!(args.len() <= MAX_ARGS && args.iter().all(|a| a.len() <= MAX_ARG));
+                let _ = Subscribe::from_args(&args, LIMITS);
+            }
+        }
+
+        #[test]
+        fn well_formed_commands_round_trip(
+            args in proptest::collection::vec(
+                proptest::collection::vec(any::<u8>().prop_filter("no LF", |b| *b != b'\n'), 0..60), 1..6),
+            tail in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            let mut buf = command(&args);
+            let len = buf.len();
+            for end in 0..len {
+                prop_assert_eq!(parse(&buf[..end]), Parse::Incomplete);
+            }
+            buf.extend_from_slice(&tail);
+            match parse(&buf) {
+                Parse::Complete { args: got, consumed } => {
+                    prop_assert_eq!(consumed, len);
+                    prop_assert_eq!(got, args.iter().map(Vec::as_slice).collect::<Vec<_>>());
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+}

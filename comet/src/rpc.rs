@@ -1,0 +1,178 @@
+//! The comet side of `CometApi` (reference §4.1, DESIGN decisions 2 and 6): pushes get a mid, are
+//! stored first when `expire > 0` (a failed save delivers nothing), then are encoded once and
+//! queued for every connection of the key. `cluster::rpc::server::serve_comet` puts this on the
+//! wire; standalone mode calls it in-process. No lock is held across a store call.
+
+use crate::metrics as m;
+use crate::push::Frames;
+use crate::state::Shared;
+use cluster::gojson;
+use cluster::rpc::{BoxFuture, CometApi, CometError, CometStatus, Mid, PushPrivatesReply};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest token accepted by `add_token`, in bytes (the TCP argument limit).
+const MAX_TOKEN: usize = crate::handshake::MAX_ARG;
+
+/// This comet's `CometApi`.
+#[derive(Clone)]
+pub struct CometService {
+    shared: Arc<Shared>,
+}
+
+impl CometService {
+    /// The service over a comet's shared state.
+    pub fn new(shared: Arc<Shared>) -> CometService {
+        CometService { shared }
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), CometError> {
+        if key.is_empty() || key.len() > self.shared.config.channel.max_key {
+            return Err(CometError::BadKey);
+        }
+        Ok(())
+    }
+
+    async fn push_one(&self, key: String, msg: String, expire: u32) -> Result<Mid, CometError> {
+        self.check_key(&key)?;
+        let compacted = gojson::compact(&msg).ok_or(CometError::BadMessage)?;
+        if !self.shared.ownership.owns(&key) {
+            return Err(CometError::NotOwner);
+        }
+        let mid = self.shared.mids.next();
+        if expire > 0 {
+            self.shared
+                .messages
+                .save_private(key.clone(), msg.clone(), mid, expire)
+                .await
+                .map_err(CometError::Store)?;
+        }
+        let frames = Frames::new(compacted, msg, mid);
+        record(self.shared.buckets.deliver(&key, &frames));
+        Ok(mid)
+    }
+
+    async fn push_many(&self, keys: Vec<String>, msg: String, expire: u32) -> Result<PushPrivatesReply, CometError> {
+        let compacted = gojson::compact(&msg).ok_or(CometError::BadMessage)?;
+        let mut seen = HashSet::with_capacity(keys.len());
+        let (mut owned, mut failed) = (Vec::with_capacity(keys.len()), Vec::new());
+        for key in keys {
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            if self.check_key(&key).is_ok() && self.shared.ownership.owns(&key) {
+                owned.push(key);
+            } else {
+                failed.push(key);
+            }
+        }
+        let mid = self.shared.mids.next();
+        if expire > 0 && !owned.is_empty() {
+            match self.shared.messages.save_privates(owned.clone(), msg.clone(), mid, expire).await {
+                Ok(unsaved) if !unsaved.is_empty() => {
+                    let unsaved: HashSet<String> = unsaved.into_iter().collect();
+                    let (lost, kept): (Vec<String>, Vec<String>) = owned.into_iter().partition(|k| unsaved.contains(k));
+                    failed.extend(lost);
+                    owned = kept;
+                }
+                Ok(_) => {}
+                Err(_) => failed.append(&mut owned),
+            }
+        }
+        if !failed.is_empty() {
+            metrics::counter!(m::FAILURES, "reason" => "keys").increment(failed.len() as u64);
+        }
+        let frames = Frames::new(compacted, msg, mid);
+        for key in &owned {
+            record(self.shared.buckets.deliver(key, &frames));
+        }
+        Ok(PushPrivatesReply { mid, failed })
+    }
+
+    async fn add(&self, key: String, token: String, expire_secs: u64) -> Result<(), CometError> {
+        self.check_key(&key)?;
+        if token.is_empty() || token.len() > MAX_TOKEN {
+            return Err(CometError::BadToken);
+        }
+        if !self.shared.ownership.owns(&key) {
+            return Err(CometError::NotOwner);
+        }
+        self.shared.messages.add_token(key.clone(), token.clone(), expire_secs).await.map_err(CometError::Store)?;
+        let trust = self.shared.config.channel.token_cache.min(Duration::from_secs(expire_secs));
+        if !trust.is_zero() {
+            self.shared.buckets.cache_token(&key, &token, Instant::now() + trust);
+        }
+        Ok(())
+    }
+
+    fn close(&self, key: &str) -> Result<u32, CometError> {
+        self.check_key(key)?;
+        let conns = self.shared.buckets.remove(key);
+        conns.iter().for_each(|c| c.close());
+        Ok(u32::try_from(conns.len()).unwrap_or(u32::MAX))
+    }
+
+    /// The status reported by `ping`.
+    pub fn status(&self) -> CometStatus {
+        self.shared.status()
+    }
+}
+
+fn record(d: crate::bucket::Delivery) {
+    if d.delivered > 0 {
+        metrics::counter!(m::DELIVERIES).increment(d.delivered as u64);
+    }
+    if d.dropped > 0 {
+        metrics::counter!(m::SLOW_CONSUMERS).increment(d.dropped as u64);
+    }
+}
+
+fn timed<T>(kind: &'static str, started: Instant, r: Result<T, CometError>) -> Result<T, CometError> {
+    metrics::counter!(m::PUSHES, "kind" => kind).increment(1);
+    metrics::histogram!(m::PUSH_SECONDS, "kind" => kind).record(started.elapsed().as_secs_f64());
+    if let Err(e) = &r {
+        let reason = match e {
+            CometError::BadKey => "bad_key",
+            CometError::BadMessage => "bad_message",
+            CometError::NotOwner => "not_owner",
+            CometError::Store(_) => "store",
+            _ => "other",
+        };
+        metrics::counter!(m::FAILURES, "reason" => reason).increment(1);
+    }
+    r
+}
+
+impl CometApi for CometService {
+    fn push_private(&self, key: String, msg: String, expire: u32) -> BoxFuture<'_, Result<Mid, CometError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            timed("private", started, self.push_one(key, msg, expire).await)
+        })
+    }
+
+    fn push_privates(
+        &self,
+        keys: Vec<String>,
+        msg: String,
+        expire: u32,
+    ) -> BoxFuture<'_, Result<PushPrivatesReply, CometError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            timed("privates", started, self.push_many(keys, msg, expire).await)
+        })
+    }
+
+    fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), CometError>> {
+        Box::pin(self.add(key, token, expire_secs))
+    }
+
+    fn close_key(&self, key: String) -> BoxFuture<'_, Result<u32, CometError>> {
+        Box::pin(async move { self.close(&key) })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<CometStatus, CometError>> {
+        Box::pin(async move { Ok(self.status()) })
+    }
+}

@@ -1,0 +1,159 @@
+//! TCP clients (§3.1): read the subscribe command within the handshake deadline, reply `+h\r\n`
+//! or a status line, then run one task per connection that answers `h` heartbeats and writes
+//! queued pushes, coalescing a burst into one write. Any other byte, a missed heartbeat deadline or
+//! a stuck write closes the connection.
+
+use crate::conn::{Conn, Proto, Queued, Take};
+use crate::error::{Error, HEARTBEAT_REPLY};
+use crate::handshake::{MAX_ARG, MAX_ARGS, Parse, Subscribe, parse};
+use crate::state::{Shared, Slot};
+use bytes::BytesMut;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// The longest well-formed command: five maximal arguments and their headers.
+const MAX_COMMAND: usize = 4 + MAX_ARGS * (MAX_ARG + 12);
+
+/// Deadline for writing a refusal before closing.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Accepts TCP clients on `listener` until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors: back off rather than spin.
+                    warn!(error = %e, "cannot accept a tcp client");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let Some(slot) = shared.slot() else {
+            debug!("max_connections reached; closing a new tcp client");
+            continue;
+        };
+        // Go sets TCP_NODELAY by default; clients expect each push promptly.
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection(stream, shared.clone(), slot));
+    }
+}
+
+async fn connection(mut stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
+    let handshake = tokio::time::timeout(shared.config.channel.handshake_timeout, read_command(&mut stream, &shared));
+    let admitted = match handshake.await {
+        Err(_) => Err(Error::Timeout),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok((sub, pipelined))) => shared.admit(&sub, Proto::Tcp).await.map(|s| (s, sub.heartbeat, pipelined)),
+    };
+    let (subscription, heartbeat, pipelined) = match admitted {
+        Ok(ok) => ok,
+        Err(e) => {
+            debug!(error = %e, "tcp subscription refused");
+            if let Some(reply) = e.reply() {
+                let _ = tokio::time::timeout(REPLY_TIMEOUT, stream.write_all(reply.as_bytes())).await;
+            }
+            return;
+        }
+    };
+    let conn = &subscription.conn;
+    // Heartbeats sent before `+h\r\n` arrived are answered (upstream dropped them); junk closes.
+    for _ in 0..pipelined.heartbeats {
+        conn.push(Utf8Bytes::from_static(HEARTBEAT_REPLY));
+    }
+    if pipelined.junk {
+        conn.finish();
+    }
+    let c = &shared.config.channel;
+    run(&mut stream, conn, shared.idle_timeout(heartbeat), c.write_timeout).await;
+}
+
+/// Bytes that followed the command in the same reads.
+#[derive(Debug, Default)]
+struct Pipelined {
+    heartbeats: usize,
+    junk: bool,
+}
+
+async fn read_command(stream: &mut TcpStream, shared: &Shared) -> Result<(Subscribe, Pipelined), Error> {
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(512.min(MAX_COMMAND + 64 - buf.len()).max(1));
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(Error::Malformed);
+        }
+        match parse(&buf) {
+            Parse::Complete { args, consumed } => {
+                let sub = Subscribe::from_args(&args, shared.limits())?;
+                let rest = &buf[consumed..];
+                let heartbeats = rest.iter().take_while(|&&b| b == b'h').count();
+                return Ok((sub, Pipelined { heartbeats, junk: heartbeats < rest.len() }));
+            }
+            Parse::Incomplete if buf.len() < MAX_COMMAND => {}
+            Parse::Incomplete | Parse::Invalid => return Err(Error::Malformed),
+        }
+    }
+}
+
+/// Serves a subscribed connection until the client leaves, misbehaves or the comet closes it.
+async fn run(stream: &mut TcpStream, conn: &Conn, idle: Duration, write_timeout: Duration) {
+    let (mut rd, mut wr) = stream.split();
+    let reader = async {
+        let mut buf = [0u8; 16];
+        loop {
+            match tokio::time::timeout(idle, rd.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    for &b in &buf[..n] {
+                        if b != b'h' {
+                            // Answer the heartbeats before it, then close: the writer ends the task.
+                            conn.finish();
+                            return std::future::pending().await;
+                        }
+                        if conn.push(Utf8Bytes::from_static(HEARTBEAT_REPLY)) != Queued::Yes {
+                            return;
+                        }
+                    }
+                }
+                // EOF, an error or a missed heartbeat.
+                _ => return,
+            }
+        }
+    };
+    let writer = async {
+        let mut batch = BytesMut::new();
+        loop {
+            let written = match conn.take(&mut batch) {
+                Take::Closed => return,
+                Take::Empty => {
+                    conn.wait().await;
+                    continue;
+                }
+                Take::One(frame) => tokio::time::timeout(write_timeout, wr.write_all(frame.as_bytes())).await,
+                Take::Batch => {
+                    let r = tokio::time::timeout(write_timeout, wr.write_all(&batch)).await;
+                    // Give the burst's buffer back: idle connections keep no buffer.
+                    batch = BytesMut::new();
+                    r
+                }
+            };
+            if !matches!(written, Ok(Ok(()))) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = reader => {}
+        _ = writer => {}
+        _ = conn.killed() => {}
+    }
+}
