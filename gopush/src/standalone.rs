@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use web::{Web, WebConfig, WebDeps};
 
 /// `standalone.toml`: the web and comet sections of the cluster configs, and the store's cap.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StandaloneConfig {
     /// The web node (its `[web.zookeeper]` section is unused).
@@ -35,12 +35,6 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig { store: 20 }
-    }
-}
-
-impl Default for StandaloneConfig {
-    fn default() -> Self {
-        StandaloneConfig { web: WebConfig::default(), comet: CometConfig::default(), store: StoreConfig::default() }
     }
 }
 

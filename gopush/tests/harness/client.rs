@@ -1,0 +1,250 @@
+//! Subscribers as an SDK would be: ask web which comet serves the key, connect over TCP (the `*N`
+//! RESP-like `sub` command, §3.1) or WebSocket (`/sub?key=&heartbeat=&ver=`, §3.2), wait for
+//! `+h\r\n`, then read pushed frames with a deadline. A refused or failed attempt asks web again,
+//! as clients do after a migration.
+
+use super::http::server_get;
+use futures::{SinkExt, StreamExt};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a subscriber keeps asking web and retrying before the test fails.
+pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// What the next read brought.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// A pushed message: the JSON bytes (without the TCP `$len` framing).
+    Frame(Vec<u8>),
+    /// A status line such as `+h\r\n` or `-n\r\n`.
+    Status(String),
+    /// The server closed the connection.
+    Closed,
+    /// Nothing within the deadline.
+    Timeout,
+}
+
+/// The `sub` command; `version` `Some` asks for the new message format.
+pub fn sub_command(key: &str, version: Option<&str>) -> Vec<u8> {
+    let mut args = vec!["sub", key, "30"];
+    if let Some(v) = version {
+        args.extend(["", v]);
+    }
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    out.into_bytes()
+}
+
+/// A TCP subscriber.
+pub struct TcpSub {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// The comet address it is connected to.
+    pub server: String,
+}
+
+impl TcpSub {
+    /// Connects to `server` and subscribes; `Err` carries the refusal (`-n\r\n`, ...) or the failure.
+    pub async fn connect(server: &str, key: &str, version: Option<&str>) -> Result<TcpSub, String> {
+        let stream = timeout(Duration::from_secs(5), TcpStream::connect(server))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut sub = TcpSub { stream, buf: Vec::new(), server: server.to_string() };
+        sub.stream.write_all(&sub_command(key, version)).await.map_err(|e| format!("write: {e}"))?;
+        match sub.next(Duration::from_secs(10)).await {
+            Next::Status(s) if s == "+h" => Ok(sub),
+            other => Err(format!("subscribe answered {other:?}")),
+        }
+    }
+
+    /// Asks web (`p=2`) and subscribes, retrying until [`SUBSCRIBE_TIMEOUT`].
+    pub async fn subscribe(public: &str, key: &str, version: Option<&str>) -> TcpSub {
+        let deadline = Instant::now() + SUBSCRIBE_TIMEOUT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match server_get(public, key, 2).await {
+                Some(server) => match TcpSub::connect(&server, key, version).await {
+                    Ok(sub) => return sub,
+                    Err(e) => last = format!("{server}: {e}"),
+                },
+                None => last = "web gave no server".into(),
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        panic!("TCP subscribe {key} via {public} failed for {SUBSCRIBE_TIMEOUT:?}; last: {last}");
+    }
+
+    /// Reads the next frame or status line.
+    pub async fn next(&mut self, wait: Duration) -> Next {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(n) = self.parse() {
+                return n;
+            }
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => return Next::Timeout,
+                Ok(Ok(0)) | Ok(Err(_)) => return Next::Closed,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+            assert!(self.buf.len() < 1 << 20, "a frame larger than 1 MiB from {}", self.server);
+        }
+    }
+
+    /// Takes one whole frame or status line off the buffer.
+    fn parse(&mut self) -> Option<Next> {
+        let nl = self.buf.iter().position(|&b| b == b'\n')?;
+        let line = String::from_utf8_lossy(&self.buf[..nl]).trim_end_matches('\r').to_string();
+        if let Some(len) = line.strip_prefix('$') {
+            let len: usize = len.parse().unwrap_or_else(|_| panic!("bad frame header {line:?}"));
+            let end = nl + 1 + len + 2;
+            if self.buf.len() < end {
+                return None;
+            }
+            assert_eq!(&self.buf[end - 2..end], b"\r\n", "frame not followed by CRLF");
+            let frame = self.buf[nl + 1..nl + 1 + len].to_vec();
+            self.buf.drain(..end);
+            return Some(Next::Frame(frame));
+        }
+        self.buf.drain(..=nl);
+        Some(Next::Status(line))
+    }
+
+    /// The next pushed message as JSON; panics on anything else.
+    pub async fn message(&mut self, wait: Duration) -> serde_json::Value {
+        match self.next(wait).await {
+            Next::Frame(f) => serde_json::from_slice(&f)
+                .unwrap_or_else(|e| panic!("frame is not JSON ({e}): {:?}", String::from_utf8_lossy(&f))),
+            other => panic!("expected a pushed message on TCP {}, got {other:?}", self.server),
+        }
+    }
+
+    /// The next pushed frame's raw bytes; panics on anything else.
+    pub async fn raw(&mut self, wait: Duration) -> Vec<u8> {
+        match self.next(wait).await {
+            Next::Frame(f) => f,
+            other => panic!("expected a pushed frame on TCP {}, got {other:?}", self.server),
+        }
+    }
+
+    /// True when the server closes the connection within `wait` (frames in between are skipped).
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Next::Closed => return true,
+                Next::Timeout => return false,
+                Next::Frame(_) | Next::Status(_) => {}
+            }
+        }
+    }
+}
+
+/// A WebSocket subscriber.
+pub struct WsSub {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The comet address it is connected to.
+    pub server: String,
+}
+
+impl WsSub {
+    /// Upgrades on `ws://server/sub?key=key&heartbeat=30[&ver=ver]` and waits for `+h\r\n`.
+    pub async fn connect(server: &str, key: &str, ver: Option<&str>) -> Result<WsSub, String> {
+        let mut url = format!("ws://{server}/sub?key={key}&heartbeat=30");
+        if let Some(v) = ver {
+            url.push_str(&format!("&ver={v}"));
+        }
+        let (ws, _) = timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url.as_str()))
+            .await
+            .map_err(|_| "upgrade timed out".to_string())?
+            .map_err(|e| format!("upgrade: {e}"))?;
+        let mut sub = WsSub { ws, server: server.to_string() };
+        match sub.next(Duration::from_secs(10)).await {
+            Next::Status(s) if s == "+h\r\n" => Ok(sub),
+            other => Err(format!("subscribe answered {other:?}")),
+        }
+    }
+
+    /// Asks web (`p=1`) and subscribes, retrying until [`SUBSCRIBE_TIMEOUT`].
+    pub async fn subscribe(public: &str, key: &str, ver: Option<&str>) -> WsSub {
+        let deadline = Instant::now() + SUBSCRIBE_TIMEOUT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match server_get(public, key, 1).await {
+                Some(server) => match WsSub::connect(&server, key, ver).await {
+                    Ok(sub) => return sub,
+                    Err(e) => last = format!("{server}: {e}"),
+                },
+                None => last = "web gave no server".into(),
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        panic!("WebSocket subscribe {key} via {public} failed for {SUBSCRIBE_TIMEOUT:?}; last: {last}");
+    }
+
+    /// Reads the next data frame: text starting with `+`/`-` is a status (CRLF kept), else a message.
+    pub async fn next(&mut self, wait: Duration) -> Next {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return Next::Timeout,
+                Ok(None) | Ok(Some(Err(_))) => return Next::Closed,
+                Ok(Some(Ok(m))) => m,
+            };
+            let data = match msg {
+                Message::Text(t) => t.as_str().as_bytes().to_vec(),
+                Message::Binary(b) => b.to_vec(),
+                Message::Close(_) => return Next::Closed,
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            };
+            return match data.first() {
+                Some(b'+' | b'-') => Next::Status(String::from_utf8_lossy(&data).into_owned()),
+                _ => Next::Frame(data),
+            };
+        }
+    }
+
+    /// The next pushed message as JSON; panics on anything else.
+    pub async fn message(&mut self, wait: Duration) -> serde_json::Value {
+        match self.next(wait).await {
+            Next::Frame(f) => serde_json::from_slice(&f)
+                .unwrap_or_else(|e| panic!("frame is not JSON ({e}): {:?}", String::from_utf8_lossy(&f))),
+            other => panic!("expected a pushed message on WebSocket {}, got {other:?}", self.server),
+        }
+    }
+
+    /// Sends the heartbeat `h` and expects `+h\r\n` back.
+    pub async fn heartbeat(&mut self) {
+        self.ws.send(Message::text("h")).await.unwrap_or_else(|e| panic!("ws send: {e}"));
+        assert_eq!(self.next(Duration::from_secs(10)).await, Next::Status("+h\r\n".into()));
+    }
+
+    /// True when the server closes the connection within `wait` (frames in between are skipped).
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Next::Closed => return true,
+                Next::Timeout => return false,
+                Next::Frame(_) | Next::Status(_) => {}
+            }
+        }
+    }
+}
+
+impl TcpSub {
+    /// Sends the heartbeat byte `h` and expects `+h\r\n` back.
+    pub async fn heartbeat(&mut self) {
+        self.stream.write_all(b"h").await.unwrap_or_else(|e| panic!("tcp send: {e}"));
+        assert_eq!(self.next(Duration::from_secs(10)).await, Next::Status("+h".into()));
+    }
+}

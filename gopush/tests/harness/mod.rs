@@ -1,0 +1,240 @@
+//! The whole-cluster test harness: real `gopush` processes (message, comets, web, or standalone)
+//! started from TOML files in a scratch directory, against ZooKeeper and Redis from `testkit`, plus
+//! the clients a real user has (HTTP, TCP and WebSocket subscribers). Every child is killed when
+//! its handle drops, and its log is printed when the test fails.
+
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod proc;
+
+use config::{CometPorts, WebPorts, Zk};
+use proc::{Gopush, TempDir};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How long the harness waits for a process to serve: generous, a debug build on a busy 2-core box.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Polls `f` every 100 ms until it gives `Some`, or panics naming `what` after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GET http://addr/health` answered 200.
+pub async fn healthy(addr: &str) -> bool {
+    http::get(addr, "/health").await.is_ok_and(|r| r.status == 200)
+}
+
+/// The ring node the comet ring built from `nodes` (all weight 1) gives `key`.
+pub fn owner(nodes: &[&str], key: &str) -> String {
+    let ring = ring::Ring::sha1(nodes.iter().map(|n| (*n, 1u32)));
+    ring.get(key.as_bytes()).unwrap_or_else(|| panic!("empty ring {nodes:?}")).to_string()
+}
+
+/// Keys `<prefix>-<i>` that the ring over `nodes` gives to `node`, the first `n` of them.
+pub fn keys_owned_by(nodes: &[&str], node: &str, prefix: &str, n: usize) -> Vec<String> {
+    (0..10_000).map(|i| format!("{prefix}-{i}")).filter(|k| owner(nodes, k) == node).take(n).collect()
+}
+
+/// A running comet process.
+pub struct CometProc {
+    /// Its ring node name.
+    pub node: String,
+    /// Its ports.
+    pub ports: CometPorts,
+    /// The process.
+    pub proc: Gopush,
+}
+
+impl CometProc {
+    /// The TCP address web hands out for it.
+    pub fn tcp(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.tcp)
+    }
+
+    /// The WebSocket address web hands out for it.
+    pub fn ws(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.ws)
+    }
+
+    /// Its stat port.
+    pub fn stat(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.stat)
+    }
+}
+
+/// A cluster: one message node, comets, one web node, all real processes.
+pub struct Cluster {
+    /// The comets, in start order.
+    pub comets: Vec<CometProc>,
+    /// The web node.
+    pub web: Gopush,
+    /// The message node.
+    pub message: Gopush,
+    /// The message node's stat port.
+    pub message_stat: u16,
+    web_ports: WebPorts,
+    zk: Zk,
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// Starts message, one comet per name in `nodes`, and web, against ZooKeeper `zk_addr` (unique
+    /// roots) and the Redis servers `redis` (a unique key prefix); returns when a push is stored
+    /// and every comet is routed to by web.
+    pub async fn start(zk_addr: &str, redis: &[String], nodes: &[&str]) -> Cluster {
+        let dir = TempDir::new("cluster");
+        let zk = Zk::unique(zk_addr);
+        let (rpc, stat) = (testkit::free_port(), testkit::free_port());
+        let prefix = format!("{}:", testkit::unique_name("gp"));
+        let path = dir.write("message.toml", &config::message(&zk, rpc, stat, redis, &prefix));
+        let message = Gopush::spawn("message", dir.path(), &["message", "-c", &path]);
+        let mut comets = Vec::new();
+        for node in nodes {
+            comets.push(spawn_comet(&dir, &zk, node));
+        }
+        let web_ports = WebPorts::free();
+        let path = dir.write("web.toml", &config::web(&zk, &web_ports));
+        let web = Gopush::spawn("web", dir.path(), &["web", "-c", &path]);
+        let mut cluster = Cluster { comets, web, message, message_stat: stat, web_ports, zk, dir };
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    /// The public API address.
+    pub fn public(&self) -> String {
+        format!("127.0.0.1:{}", self.web_ports.public)
+    }
+
+    /// The admin API address.
+    pub fn admin(&self) -> String {
+        format!("127.0.0.1:{}", self.web_ports.admin)
+    }
+
+    /// The comet running ring node `node`.
+    pub fn comet(&self, node: &str) -> &CometProc {
+        self.comets.iter().find(|c| c.node == node).unwrap_or_else(|| panic!("no comet {node}"))
+    }
+
+    /// The comet running ring node `node`, mutably.
+    pub fn comet_mut(&mut self, node: &str) -> &mut CometProc {
+        self.comets.iter_mut().find(|c| c.node == node).unwrap_or_else(|| panic!("no comet {node}"))
+    }
+
+    /// The ring node names of the running comets.
+    pub fn nodes(&self) -> Vec<&str> {
+        self.comets.iter().map(|c| c.node.as_str()).collect()
+    }
+
+    /// Starts one more comet under ring node `node` and waits until web routes to it.
+    pub async fn add_comet(&mut self, node: &str) {
+        self.comets.push(spawn_comet(&self.dir, &self.zk, node));
+        self.wait_ready().await;
+    }
+
+    /// Panics (with the log) if any process has exited.
+    pub fn assert_alive(&mut self) {
+        self.message.assert_alive();
+        self.web.assert_alive();
+        for c in &mut self.comets {
+            c.proc.assert_alive();
+        }
+    }
+
+    /// Waits for: every comet healthy, the message node healthy, web routing a key of every comet
+    /// to it, and a stored push (so comets see the message node).
+    pub async fn wait_ready(&mut self) {
+        let stat = format!("127.0.0.1:{}", self.message_stat);
+        self.wait_healthy("message", &stat).await;
+        for i in 0..self.comets.len() {
+            let (name, addr) = (self.comets[i].proc.name().to_string(), self.comets[i].stat());
+            self.wait_healthy(&name, &addr).await;
+        }
+        let nodes: Vec<String> = self.nodes().iter().map(|s| s.to_string()).collect();
+        let refs: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        for c in 0..self.comets.len() {
+            let key = keys_owned_by(&refs, &self.comets[c].node, "probe", 1).remove(0);
+            let want = self.comets[c].tcp();
+            let public = self.public();
+            self.assert_alive();
+            eventually(&format!("web to route {key} to {want}"), READY_TIMEOUT, || {
+                let (public, key, want) = (public.clone(), key.clone(), want.clone());
+                async move { (http::server_get(&public, &key, 2).await == Some(want)).then_some(()) }
+            })
+            .await;
+        }
+        let (admin, key) = (self.admin(), refs.first().map_or("probe".to_string(), |n| format!("probe-{n}")));
+        eventually("a stored push (expire > 0) to answer ret 0", READY_TIMEOUT, || {
+            let (admin, key) = (admin.clone(), key.clone());
+            async move { (http::push(&admin, &key, 60, "{\"probe\":1}").await == Some(0)).then_some(()) }
+        })
+        .await;
+    }
+
+    async fn wait_healthy(&mut self, name: &str, addr: &str) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !healthy(addr).await {
+            self.assert_alive();
+            assert!(Instant::now() < deadline, "{name} not healthy on {addr} within {READY_TIMEOUT:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn spawn_comet(dir: &TempDir, zk: &Zk, node: &str) -> CometProc {
+    let ports = CometPorts::free();
+    let path = dir.write(&format!("comet-{node}.toml"), &config::comet(zk, node, &ports));
+    let proc = Gopush::spawn(&format!("comet-{node}"), dir.path(), &["comet", "-c", &path]);
+    CometProc { node: node.to_string(), ports, proc }
+}
+
+/// `gopush standalone` as one process.
+pub struct Standalone {
+    /// The process.
+    pub proc: Gopush,
+    /// Web's ports.
+    pub web: WebPorts,
+    /// The comet's ports.
+    pub comet: CometPorts,
+    _dir: TempDir,
+}
+
+impl Standalone {
+    /// Starts `gopush standalone -c <file>` on free ports and waits until web routes a key.
+    pub async fn start() -> Standalone {
+        let dir = TempDir::new("standalone");
+        let (web, comet) = (WebPorts::free(), CometPorts::free());
+        let path = dir.write("standalone.toml", &config::standalone(&web, &comet));
+        let mut proc = Gopush::spawn("standalone", dir.path(), &["standalone", "-c", &path]);
+        let public = format!("127.0.0.1:{}", web.public);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while http::server_get(&public, "probe", 2).await.is_none() {
+            proc.assert_alive();
+            assert!(Instant::now() < deadline, "standalone not serving within {READY_TIMEOUT:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Standalone { proc, web, comet, _dir: dir }
+    }
+
+    /// The public API address.
+    pub fn public(&self) -> String {
+        format!("127.0.0.1:{}", self.web.public)
+    }
+
+    /// The admin API address.
+    pub fn admin(&self) -> String {
+        format!("127.0.0.1:{}", self.web.admin)
+    }
+}

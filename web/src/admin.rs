@@ -1,0 +1,337 @@
+//! The admin port (§2.3, DESIGN decisions 10-12): pushes to one key or many (grouped per owning
+//! comet, one batched call each, in parallel), deleting a key's offline messages, registering client
+//! tokens, and `/metrics` and `/health`. API routes are POST only and, when `admin_token` is set,
+//! need `Authorization: Bearer <token>`. Request bodies are size- and time-limited.
+
+use crate::error::WebError;
+use crate::params::Params;
+use crate::reply::{self, HttpResponse, Reply, Style};
+use crate::server::{State, count};
+use bytes::{Bytes, BytesMut};
+use cluster::gojson;
+use cluster::rpc::SharedComet;
+use futures::future::join_all;
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
+use hyper::{Method, Request, StatusCode};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tracing::warn;
+
+/// Token lifetime when `/1/token/add` gives no `e`: 30 days, upstream's hard-coded token expiry.
+pub const DEFAULT_TOKEN_SECS: u64 = 30 * 24 * 3600;
+
+/// Bytes past `max_body` that are read and thrown away before answering an oversized request, so
+/// the client sees the answer instead of a connection reset.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    PushPrivate,
+    PushPrivates,
+    DeleteMessages,
+    AddToken,
+    Metrics,
+    Health,
+}
+
+fn lookup(path: &str) -> Option<(Route, &'static str)> {
+    Some(match path {
+        "/1/admin/push/private" => (Route::PushPrivate, "/1/admin/push/private"),
+        "/admin/push" => (Route::PushPrivate, "/admin/push"),
+        "/1/admin/push/mprivate" => (Route::PushPrivates, "/1/admin/push/mprivate"),
+        "/1/admin/msg/del" => (Route::DeleteMessages, "/1/admin/msg/del"),
+        "/admin/msg/clean" => (Route::DeleteMessages, "/admin/msg/clean"),
+        "/1/token/add" => (Route::AddToken, "/1/token/add"),
+        "/metrics" => (Route::Metrics, "/metrics"),
+        "/health" => (Route::Health, "/health"),
+        _ => return None,
+    })
+}
+
+/// Answers one request on the admin port.
+pub(crate) async fn handle<B>(state: &State, req: Request<B>) -> HttpResponse
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let Some((route, name)) = lookup(req.uri().path()) else {
+        return reply::not_found();
+    };
+    match route {
+        Route::Metrics | Route::Health if req.method() != Method::GET => return reply::method_not_allowed(),
+        Route::Metrics => return metrics(state),
+        Route::Health => return health(state),
+        _ if req.method() != Method::POST => return reply::method_not_allowed(),
+        _ => {}
+    }
+    if !authorized(&state.config.base.admin_token, &req) {
+        return reply::unauthorized();
+    }
+    let started = Instant::now();
+    let query = Params::parse(req.uri().query().unwrap_or("").as_bytes());
+    let declared_len = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let body = read_body(req.into_body(), declared_len, state.config.base.max_body, state.config.base.http_timeout);
+    let outcome = match route {
+        Route::PushPrivate => push_private(state, &query, body.await).await,
+        Route::PushPrivates => push_privates(state, &query, body.await).await,
+        Route::DeleteMessages => delete_messages(state, body.await).await,
+        Route::AddToken => add_token(state, &query, body.await).await,
+        Route::Metrics | Route::Health => Ok(Reply::ok(Style::Versioned)),
+    };
+    let reply = outcome.unwrap_or_else(|e| Reply::error(Style::Versioned, &e));
+    count(name, reply.ret());
+    if matches!(route, Route::PushPrivate | Route::PushPrivates) {
+        metrics::histogram!("gopush_web_push_seconds", "route" => name).record(started.elapsed().as_secs_f64());
+    }
+    reply.into_response(None)
+}
+
+/// `/1/admin/push/private?key=K&expire=E` (alias `/admin/push`), body = the message.
+async fn push_private(state: &State, query: &Params, body: Result<Bytes, WebError>) -> Result<Reply, WebError> {
+    let expire = expire(query)?;
+    let body = body?;
+    // Upstream does not check the key at web: an empty one reaches the comet, which refuses it.
+    let key = query.get("key").unwrap_or("");
+    let comet = owner(state, key)?;
+    let msg = json_message(&body)?;
+    comet.push_private(key.to_string(), msg, expire).await?;
+    Ok(Reply::ok(Style::Versioned))
+}
+
+/// The body of `/1/admin/push/mprivate`: the message as a JSON string and the keys comma-joined.
+#[derive(Deserialize)]
+struct Multi {
+    // Go's decoder matches field names case-insensitively.
+    #[serde(default, alias = "M")]
+    m: Option<String>,
+    #[serde(default, alias = "K")]
+    k: Option<String>,
+}
+
+/// `/1/admin/push/mprivate?expire=E`, body `{"m":"<message>","k":"k1,k2"}`.
+async fn push_privates(state: &State, query: &Params, body: Result<Bytes, WebError>) -> Result<Reply, WebError> {
+    let expire = expire(query)?;
+    let body = body?;
+    let multi: Multi =
+        serde_json::from_slice(&body).map_err(|_| WebError::Param("body must be {\"m\":..,\"k\":..}"))?;
+    let msg = multi.m.filter(|m| !m.is_empty()).ok_or(WebError::Param("empty m"))?;
+    let keys = multi.k.filter(|k| !k.is_empty()).ok_or(WebError::Param("empty k"))?;
+    if gojson::compact(&msg).is_none() {
+        return Err(WebError::BadMessage);
+    }
+    let keys: Vec<&str> = keys.split(',').collect();
+
+    // Group per owning comet; one key without an owner fails the whole request, as upstream.
+    let routes = state.routes();
+    let mut groups: HashMap<&str, (SharedComet, Vec<String>)> = HashMap::new();
+    for key in &keys {
+        let (node, target) = routes.owner(key)?;
+        groups.entry(node).or_insert_with(|| (target.comet.clone(), Vec::new())).1.push((*key).to_string());
+    }
+    let calls = groups.into_iter().map(|(node, (comet, keys))| {
+        let msg = msg.clone();
+        async move {
+            match comet.push_privates(keys.clone(), msg, expire).await {
+                Ok(reply) => reply.failed,
+                Err(e) => {
+                    warn!(%node, error = %e, keys = keys.len(), "multi-push to a comet failed");
+                    keys
+                }
+            }
+        }
+    });
+    let mut failed: Vec<String> = join_all(calls).await.into_iter().flatten().collect();
+    if failed.is_empty() {
+        return Ok(Reply::ok(Style::Versioned));
+    }
+    // Report failed keys in request order, whatever order the comets answered in.
+    let position: HashMap<&str, usize> = keys.iter().enumerate().rev().map(|(i, k)| (*k, i)).collect();
+    failed.sort_by_key(|k| position.get(k.as_str()).copied().unwrap_or(usize::MAX));
+    let mut data = String::from("{\"fk\":[");
+    for (i, k) in failed.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        gojson::push_string(&mut data, k);
+    }
+    data.push_str("]}");
+    Ok(Reply::data(Style::Versioned, data))
+}
+
+/// `/1/admin/msg/del` (alias `/admin/msg/clean`), form body `key=K`: deletes stored messages.
+async fn delete_messages(state: &State, body: Result<Bytes, WebError>) -> Result<Reply, WebError> {
+    let form = Params::parse(&body?);
+    let key = form.non_empty("key").ok_or(WebError::Param("missing key"))?;
+    state.messages.del_private(key.to_string()).await?;
+    Ok(Reply::ok(Style::Versioned))
+}
+
+/// `/1/token/add` with `k`, `t` and optional `e` (seconds) in the query or a form body.
+async fn add_token(state: &State, query: &Params, body: Result<Bytes, WebError>) -> Result<Reply, WebError> {
+    let form = Params::parse(&body?);
+    let get = |name: &str| query.non_empty(name).or_else(|| form.non_empty(name));
+    let key = get("k").ok_or(WebError::Param("missing k"))?;
+    let token = get("t").ok_or(WebError::Param("missing t"))?;
+    let lifetime = match get("e") {
+        None => DEFAULT_TOKEN_SECS,
+        Some(e) => digits(e).and_then(|e| e.parse::<u64>().ok()).filter(|&e| e > 0).ok_or(WebError::Param("bad e"))?,
+    };
+    let comet = owner(state, key)?;
+    comet.add_token(key.to_string(), token.to_string(), lifetime).await?;
+    Ok(Reply::ok(Style::Versioned))
+}
+
+/// The owning comet's handle for `key`.
+fn owner(state: &State, key: &str) -> Result<SharedComet, WebError> {
+    let routes = state.routes();
+    let (_, target) = routes.owner(key)?;
+    Ok(target.comet.clone())
+}
+
+/// `expire` as Go's `ParseUint(s, 10, 32)` reads it: required, digits only, fits in 32 bits.
+fn expire(query: &Params) -> Result<u32, WebError> {
+    query
+        .get("expire")
+        .and_then(digits)
+        .and_then(|e| e.parse().ok())
+        .ok_or(WebError::Param("expire must be an unsigned 32-bit number of seconds"))
+}
+
+fn digits(s: &str) -> Option<&str> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+}
+
+/// The body as a message: UTF-8 and one valid JSON value, else the comet would refuse it.
+fn json_message(body: &[u8]) -> Result<String, WebError> {
+    let text = std::str::from_utf8(body).map_err(|_| WebError::BadMessage)?;
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+        return Err(WebError::BadMessage);
+    }
+    Ok(text.to_string())
+}
+
+/// True when no admin token is configured or the request carries it as a bearer token.
+fn authorized<B>(token: &str, req: &Request<B>) -> bool {
+    if token.is_empty() {
+        return true;
+    }
+    let Some(given) = req.headers().get(AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")) else {
+        return false;
+    };
+    constant_time_eq(given, token.as_bytes())
+}
+
+/// Compares without an early exit, so response timing does not reveal how much of a guess matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads at most `limit` bytes of body within `deadline`. An oversized body is refused; up to
+/// [`DRAIN_LIMIT`] more bytes are read and dropped first so the refusal reaches the client.
+async fn read_body<B>(mut body: B, declared: Option<u64>, limit: usize, deadline: Duration) -> Result<Bytes, WebError>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    const TOO_LARGE: WebError = WebError::Param("request body too large");
+    if declared.is_some_and(|n| n > (limit + DRAIN_LIMIT) as u64) {
+        return Err(TOO_LARGE);
+    }
+    let read = async {
+        let mut buf = BytesMut::new();
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(WebError::Param("unreadable request body"));
+            };
+            if let Ok(data) = frame.into_data() {
+                seen = seen.saturating_add(data.len());
+                if seen <= limit {
+                    buf.extend_from_slice(&data);
+                } else if seen > limit + DRAIN_LIMIT {
+                    break;
+                }
+            }
+        }
+        if seen > limit { Err(TOO_LARGE) } else { Ok(buf.freeze()) }
+    };
+    tokio::time::timeout(deadline, read).await.unwrap_or(Err(WebError::Param("request body timed out")))
+}
+
+/// `GET /metrics`: Prometheus text.
+fn metrics(state: &State) -> HttpResponse {
+    reply::respond(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render().into())
+}
+
+/// `GET /health`: 200 while some comet node is routable, 503 otherwise, with details.
+fn health(state: &State) -> HttpResponse {
+    let routes = state.routes();
+    let zookeeper = match &state.session {
+        None => "none",
+        Some(s) if s.current().is_some() => "connected",
+        Some(_) => "disconnected",
+    };
+    let ok = routes.nodes() > 0;
+    let body = serde_json::json!({
+        "ok": ok,
+        "detail": {
+            "comet_nodes": routes.nodes(),
+            "comet_instances": routes.instances().len(),
+            "zookeeper": zookeeper,
+        },
+    })
+    .to_string();
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    reply::respond(status, "application/json;charset=utf-8", body.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    #[test]
+    fn expire_parses_like_go_parseuint() {
+        let e = |q: &str| expire(&Params::parse(q.as_bytes())).ok();
+        assert_eq!(e("expire=0"), Some(0));
+        assert_eq!(e("expire=4294967295"), Some(u32::MAX));
+        for bad in ["", "expire=", "expire=4294967296", "expire=-1", "expire=+1", "expire=1e3", "expire=abc"] {
+            assert_eq!(e(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn messages_must_be_json() {
+        assert_eq!(json_message(b" {\"a\":1} ").unwrap(), " {\"a\":1} ");
+        assert!(json_message(b"hello").is_err());
+        assert!(json_message(b"").is_err());
+        assert!(json_message(b"\xff").is_err());
+    }
+
+    #[test]
+    fn bearer_tokens_are_checked() {
+        let req = |h: Option<&str>| {
+            let mut b = Request::builder();
+            if let Some(h) = h {
+                b = b.header(AUTHORIZATION, h);
+            }
+            b.body(()).unwrap()
+        };
+        assert!(authorized("", &req(None)));
+        assert!(authorized("s3cret", &req(Some("Bearer s3cret"))));
+        assert!(!authorized("s3cret", &req(Some("Bearer s3cre"))));
+        assert!(!authorized("s3cret", &req(Some("Bearer s3cret2"))));
+        assert!(!authorized("s3cret", &req(Some("bearer s3cret"))));
+        assert!(!authorized("s3cret", &req(None)));
+    }
+
+    #[tokio::test]
+    async fn bodies_are_limited() {
+        let t = Duration::from_secs(1);
+        let ok = read_body(Full::new(Bytes::from_static(b"12345")), Some(5), 5, t).await.unwrap();
+        assert_eq!(&ok[..], b"12345");
+        assert!(read_body(Full::new(Bytes::from_static(b"123456")), None, 5, t).await.is_err());
+        assert!(read_body(Full::new(Bytes::new()), Some(10 << 20), 5, t).await.is_err(), "declared too large");
+    }
+}

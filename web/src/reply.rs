@@ -1,0 +1,203 @@
+//! The one place that turns outcomes into bytes on the wire: errors into `ret` codes, replies into
+//! upstream's JSON envelope (`{"data":{..},"ret":0}`, legacy routes adding `"msg":"ok"`), JSONP
+//! wrapping with a validated callback, and the plain-text 404/405/401 answers written the way Go's
+//! net/http writes them. Every response carries a Content-Length (CocoaGoPush needs it).
+
+use crate::error::WebError;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Response, StatusCode};
+use tracing::debug;
+
+/// The response type of every handler.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// `ret` of a success.
+pub const OK: u32 = 0;
+/// `ret` when no comet node (or no address of the protocol) serves the key.
+pub const NO_NODE: u32 = 1001;
+/// `ret` of a parameter error.
+pub const PARAM_ERROR: u32 = 65534;
+/// `ret` of an internal error: RPC, storage, not-owner, bad message.
+pub const INTERNAL_ERROR: u32 = 65535;
+
+const JSON: &str = "application/json;charset=utf-8";
+const JAVASCRIPT: &str = "application/javascript;charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Which envelope a route answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// `/1/*` and `/2/*` routes: `{"data":..,"ret":N}`.
+    Versioned,
+    /// Unversioned routes: `{"data":..,"msg":"ok","ret":N}`; the `msg` never changes, even on errors.
+    Legacy,
+}
+
+/// A JSON reply: the `ret` code and, on success, the `data` object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    style: Style,
+    ret: u32,
+    data: Option<String>,
+}
+
+impl Reply {
+    /// Success without data: `{"ret":0}`.
+    pub fn ok(style: Style) -> Reply {
+        Reply { style, ret: OK, data: None }
+    }
+
+    /// Success with `data`, which must be a JSON object already encoded Go's way.
+    pub fn data(style: Style, data: String) -> Reply {
+        Reply { style, ret: OK, data: Some(data) }
+    }
+
+    /// The reply for a failed request.
+    pub fn error(style: Style, e: &WebError) -> Reply {
+        debug!(error = %e, "request failed");
+        Reply { style, ret: ret_code(e), data: None }
+    }
+
+    /// The `ret` code.
+    pub fn ret(&self) -> u32 {
+        self.ret
+    }
+
+    /// The JSON bytes, keys in Go's sorted order.
+    pub fn body(&self) -> String {
+        let data_len = self.data.as_ref().map_or(0, String::len);
+        let mut out = String::with_capacity(data_len + 32);
+        out.push('{');
+        if let Some(data) = &self.data {
+            out.push_str("\"data\":");
+            out.push_str(data);
+            out.push(',');
+        }
+        if self.style == Style::Legacy {
+            out.push_str("\"msg\":\"ok\",");
+        }
+        out.push_str("\"ret\":");
+        out.push_str(&self.ret.to_string());
+        out.push('}');
+        out
+    }
+
+    /// The HTTP response: JSON, or JSONP `callback(json)` when a callback was given. The callback
+    /// must have passed [`valid_callback`].
+    pub fn into_response(self, callback: Option<&str>) -> HttpResponse {
+        let json = self.body();
+        match callback {
+            Some(cb) => {
+                let mut body = String::with_capacity(cb.len() + json.len() + 2);
+                body.push_str(cb);
+                body.push('(');
+                body.push_str(&json);
+                body.push(')');
+                respond(StatusCode::OK, JAVASCRIPT, body.into())
+            }
+            None => respond(StatusCode::OK, JSON, json.into()),
+        }
+    }
+}
+
+/// The `ret` code of an error, as upstream answers it (§2.1-2.3 of the reference).
+pub fn ret_code(e: &WebError) -> u32 {
+    match e {
+        WebError::Param(_) => PARAM_ERROR,
+        WebError::NoComet => NO_NODE,
+        // A comet that does not own the key is an RPC error upstream too: 65535.
+        WebError::BadMessage
+        | WebError::Comet(_)
+        | WebError::Store(_)
+        | WebError::Config(_)
+        | WebError::Bind { .. } => INTERNAL_ERROR,
+    }
+}
+
+/// True for a JSONP callback name we echo: `[A-Za-z_$][A-Za-z0-9_$.]{0,63}` (DESIGN decision 9).
+/// Dots are allowed because the JavaScript SDK names its callbacks `GoPushCli.callback_xxx`.
+pub fn valid_callback(name: &str) -> bool {
+    let b = name.as_bytes();
+    let head_ok = |c: u8| c.is_ascii_alphabetic() || c == b'_' || c == b'$';
+    let tail_ok = |c: u8| head_ok(c) || c.is_ascii_digit() || c == b'.';
+    match b.split_first() {
+        Some((&first, rest)) => head_ok(first) && rest.len() <= 63 && rest.iter().all(|&c| tail_ok(c)),
+        None => false,
+    }
+}
+
+/// Go's `http.Error(w, "Method Not Allowed", 405)`.
+pub fn method_not_allowed() -> HttpResponse {
+    plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
+}
+
+/// Go's `http.NotFound`: `404 page not found\n`.
+pub fn not_found() -> HttpResponse {
+    plain(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+/// 401 for an admin request without the configured bearer token.
+pub fn unauthorized() -> HttpResponse {
+    let mut r = plain(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+    r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// A plain-text body the way Go's `http.Error` writes it.
+fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
+    let mut r = respond(status, TEXT, Bytes::from_static(text.as_bytes()));
+    r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r
+}
+
+/// A response with `body` of `content_type`; hyper adds the exact Content-Length of a full body.
+pub fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> HttpResponse {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster::rpc::{CometError, StoreError};
+
+    #[test]
+    fn envelopes_match_go_key_order() {
+        assert_eq!(Reply::ok(Style::Versioned).body(), r#"{"ret":0}"#);
+        assert_eq!(Reply::ok(Style::Legacy).body(), r#"{"msg":"ok","ret":0}"#);
+        assert_eq!(
+            Reply::data(Style::Versioned, r#"{"server":"a:1"}"#.into()).body(),
+            r#"{"data":{"server":"a:1"},"ret":0}"#
+        );
+        assert_eq!(
+            Reply::data(Style::Legacy, r#"{"server":"a:1"}"#.into()).body(),
+            r#"{"data":{"server":"a:1"},"msg":"ok","ret":0}"#
+        );
+        assert_eq!(Reply::error(Style::Legacy, &WebError::Param("k")).body(), r#"{"msg":"ok","ret":65534}"#);
+    }
+
+    #[test]
+    fn errors_map_to_upstream_codes() {
+        assert_eq!(ret_code(&WebError::Param("x")), 65534);
+        assert_eq!(ret_code(&WebError::NoComet), 1001);
+        assert_eq!(ret_code(&WebError::BadMessage), 65535);
+        assert_eq!(ret_code(&WebError::Comet(CometError::NotOwner)), 65535);
+        assert_eq!(ret_code(&WebError::Comet(CometError::Timeout)), 65535);
+        assert_eq!(ret_code(&WebError::Store(StoreError::NoNode)), 65535);
+        assert_eq!(ret_code(&WebError::Store(StoreError::BadMid)), 65535);
+    }
+
+    #[test]
+    fn callbacks_are_validated() {
+        for ok in ["cb", "_", "$", "GoPushCli.callback_123", "jQuery1102_$", &"a".repeat(64)] {
+            assert!(valid_callback(ok), "{ok}");
+        }
+        for bad in ["", "1cb", ".a", "a(b)", "a-b", "alert(1)//", "a b", "é", &"a".repeat(65), "a\n"] {
+            assert!(!valid_callback(bad), "{bad:?}");
+        }
+    }
+}

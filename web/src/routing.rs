@@ -1,0 +1,261 @@
+//! Who serves a key: the comet membership (from ZooKeeper, or fixed in standalone mode) becomes a
+//! ring over node names, each node resolves to its active instance, and the instance to the
+//! advertised addresses of the asked protocol and a `CometApi` handle to push through. One handle
+//! per instance is kept across membership updates, so RPC connections survive ring changes.
+
+use crate::error::WebError;
+use cluster::membership::CometMembership;
+use cluster::node::Instance;
+use cluster::pool::{RemoteComet, RpcConfig};
+use cluster::rpc::{BoxFuture, CometApi, CometError, CometStatus, Mid, PushPrivatesReply, SharedComet};
+use ring::{HashKind, Ring};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::info;
+
+/// Makes the `CometApi` handle for a comet instance (remote in a cluster, in-process standalone).
+pub type CometFactory = Arc<dyn Fn(&Instance) -> SharedComet + Send + Sync>;
+
+/// The default factory: a [`RemoteComet`] at the instance's first advertised RPC address.
+pub fn remote_comets(rpc: RpcConfig) -> CometFactory {
+    Arc::new(move |instance: &Instance| -> SharedComet {
+        match instance.info.rpc.first() {
+            Some(addr) => Arc::new(RemoteComet::new(addr.clone(), rpc.clone())),
+            None => Arc::new(NoRpcAddress),
+        }
+    })
+}
+
+/// A comet instance that advertises no RPC address: every call fails as unreachable.
+struct NoRpcAddress;
+
+impl CometApi for NoRpcAddress {
+    fn push_private(&self, _: String, _: String, _: u32) -> BoxFuture<'_, Result<Mid, CometError>> {
+        Box::pin(async { Err(CometError::Unreachable) })
+    }
+    fn push_privates(&self, _: Vec<String>, _: String, _: u32) -> BoxFuture<'_, Result<PushPrivatesReply, CometError>> {
+        Box::pin(async { Err(CometError::Unreachable) })
+    }
+    fn add_token(&self, _: String, _: String, _: u64) -> BoxFuture<'_, Result<(), CometError>> {
+        Box::pin(async { Err(CometError::Unreachable) })
+    }
+    fn close_key(&self, _: String) -> BoxFuture<'_, Result<u32, CometError>> {
+        Box::pin(async { Err(CometError::Unreachable) })
+    }
+    fn ping(&self) -> BoxFuture<'_, Result<CometStatus, CometError>> {
+        Box::pin(async { Err(CometError::Unreachable) })
+    }
+}
+
+/// The client protocol a subscriber asks an address for (`p` / `proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `1`: WebSocket.
+    WebSocket,
+    /// `2`: TCP.
+    Tcp,
+}
+
+impl Protocol {
+    /// Parses the `p` parameter: exactly `1` or `2`.
+    pub fn from_param(p: &str) -> Option<Protocol> {
+        match p {
+            "1" => Some(Protocol::WebSocket),
+            "2" => Some(Protocol::Tcp),
+            _ => None,
+        }
+    }
+}
+
+/// One comet instance and the handle that reaches it.
+#[derive(Clone)]
+pub struct Target {
+    /// Its registration.
+    pub instance: Instance,
+    /// Its RPC handle.
+    pub comet: SharedComet,
+}
+
+/// An immutable routing snapshot, rebuilt on every membership change.
+pub struct Routes {
+    ring: Ring,
+    /// Node name → its active instance.
+    active: HashMap<String, Target>,
+    /// Every instance, active and standby, for health pings.
+    all: Vec<Target>,
+}
+
+impl Routes {
+    /// Routes over `membership`, reusing handles from `handles` (keyed by znode path) and making
+    /// the missing ones with `factory`; `handles` is left holding exactly the current instances.
+    pub fn build(
+        membership: &CometMembership,
+        hash: HashKind,
+        handles: &mut HashMap<String, SharedComet>,
+        factory: &CometFactory,
+    ) -> Routes {
+        let mut fresh = HashMap::new();
+        let mut target = |instance: &Instance| {
+            let comet = handles.get(&instance.path).cloned().unwrap_or_else(|| factory(instance));
+            fresh.insert(instance.path.clone(), comet.clone());
+            Target { instance: instance.clone(), comet }
+        };
+        let mut active = HashMap::new();
+        let mut all = Vec::new();
+        for (name, node) in &membership.nodes {
+            let t = target(&node.active);
+            active.insert(name.clone(), t.clone());
+            all.push(t);
+            all.extend(node.standbys.iter().map(&mut target));
+        }
+        *handles = fresh;
+        Routes { ring: membership.ring(hash), active, all }
+    }
+
+    /// The node owning `key` and its active instance; [`WebError::NoComet`] on an empty ring.
+    pub fn owner(&self, key: &str) -> Result<(&str, &Target), WebError> {
+        let node = self.ring.get(key.as_bytes()).ok_or(WebError::NoComet)?;
+        let target = self.active.get(node).ok_or(WebError::NoComet)?;
+        Ok((node, target))
+    }
+
+    /// The advertised addresses of `protocol` for `key`'s owner; [`WebError::NoComet`] when there is
+    /// no owner or it lists none.
+    pub fn addresses(&self, key: &str, protocol: Protocol) -> Result<&[String], WebError> {
+        let (_, target) = self.owner(key)?;
+        let info = &target.instance.info;
+        let addrs = match protocol {
+            Protocol::WebSocket => &info.ws,
+            Protocol::Tcp => &info.tcp,
+        };
+        if addrs.is_empty() { Err(WebError::NoComet) } else { Ok(addrs) }
+    }
+
+    /// Every instance, active and standby.
+    pub fn instances(&self) -> &[Target] {
+        &self.all
+    }
+
+    /// Number of nodes in the ring.
+    pub fn nodes(&self) -> usize {
+        self.active.len()
+    }
+}
+
+/// Keeps a routing snapshot equal to the membership. The task ends when every receiver of the
+/// returned channel is dropped.
+pub fn follow(
+    mut membership: watch::Receiver<Arc<CometMembership>>,
+    hash: HashKind,
+    factory: CometFactory,
+) -> watch::Receiver<Arc<Routes>> {
+    let mut handles = HashMap::new();
+    let first = Routes::build(&membership.borrow_and_update(), hash, &mut handles, &factory);
+    let (tx, rx) = watch::channel(Arc::new(first));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = membership.changed() => {
+                    if changed.is_err() {
+                        // Nobody publishes membership any more: keep routing with the last one.
+                        tx.closed().await;
+                        return;
+                    }
+                }
+                _ = tx.closed() => return,
+            }
+            let snapshot = membership.borrow_and_update().clone();
+            let routes = Routes::build(&snapshot, hash, &mut handles, &factory);
+            info!(nodes = routes.nodes(), instances = routes.instances().len(), "comet routing updated");
+            metrics::gauge!("gopush_web_comet_nodes").set(routes.nodes() as f64);
+            metrics::gauge!("gopush_web_comet_instances").set(routes.instances().len() as f64);
+            tx.send_replace(Arc::new(routes));
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster::membership::CometNode;
+    use cluster::node::NodeInfo;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn info(weight: u32, tcp: &[&str]) -> NodeInfo {
+        NodeInfo {
+            rpc: vec!["127.0.0.1:1".into()],
+            tcp: tcp.iter().map(|s| s.to_string()).collect(),
+            ws: vec![],
+            weight,
+        }
+    }
+
+    fn golden() -> CometMembership {
+        CometMembership::fixed([
+            ("node1".to_string(), info(1, &["n1:1", "n1:2"])),
+            ("node2".to_string(), info(2, &["n2:1"])),
+            ("node3".to_string(), info(1, &[])),
+        ])
+    }
+
+    fn counting() -> (CometFactory, Arc<AtomicUsize>) {
+        let made = Arc::new(AtomicUsize::new(0));
+        let m = made.clone();
+        let f: CometFactory = Arc::new(move |_: &Instance| -> SharedComet {
+            m.fetch_add(1, Ordering::Relaxed);
+            Arc::new(NoRpcAddress)
+        });
+        (f, made)
+    }
+
+    #[test]
+    fn keys_route_by_the_golden_ring() {
+        let (factory, _) = counting();
+        let routes = Routes::build(&golden(), HashKind::Sha1, &mut HashMap::new(), &factory);
+        assert_eq!(routes.owner("Terry-Mao").unwrap().0, "node1");
+        assert_eq!(routes.owner("t1").unwrap().0, "node2");
+        assert_eq!(routes.owner("t2").unwrap().0, "node3");
+        assert_eq!(routes.owner("wrap211").unwrap().0, "node2");
+        assert_eq!(routes.addresses("Terry-Mao", Protocol::Tcp).unwrap(), ["n1:1", "n1:2"]);
+        assert!(matches!(routes.addresses("Terry-Mao", Protocol::WebSocket), Err(WebError::NoComet)));
+        assert!(matches!(routes.addresses("t2", Protocol::Tcp), Err(WebError::NoComet)), "node3 lists no tcp");
+    }
+
+    #[test]
+    fn empty_membership_has_no_owner() {
+        let (factory, _) = counting();
+        let routes = Routes::build(&CometMembership::default(), HashKind::Sha1, &mut HashMap::new(), &factory);
+        assert!(matches!(routes.owner("k"), Err(WebError::NoComet)));
+        assert_eq!(routes.nodes(), 0);
+    }
+
+    #[test]
+    fn handles_are_reused_across_updates_and_standbys_get_one() {
+        let (factory, made) = counting();
+        let mut handles = HashMap::new();
+        let mut m = golden();
+        Routes::build(&m, HashKind::Sha1, &mut handles, &factory);
+        assert_eq!(made.load(Ordering::Relaxed), 3);
+        let standby = Instance { path: "fixed:node1/standby".into(), seq: 1, info: info(1, &["s:1"]) };
+        if let Some(CometNode { standbys, .. }) = m.nodes.get_mut("node1") {
+            standbys.push(standby);
+        }
+        m.nodes.remove("node3");
+        let routes = Routes::build(&m, HashKind::Sha1, &mut handles, &factory);
+        assert_eq!(made.load(Ordering::Relaxed), 4, "only the new standby needed a handle");
+        assert_eq!(routes.instances().len(), 3);
+        assert_eq!(handles.len(), 3, "the removed node's handle is dropped");
+        assert_ne!(routes.owner("t2").unwrap().0, "node3", "node3's keys moved");
+    }
+
+    #[test]
+    fn protocols_parse_strictly() {
+        assert_eq!(Protocol::from_param("1"), Some(Protocol::WebSocket));
+        assert_eq!(Protocol::from_param("2"), Some(Protocol::Tcp));
+        for bad in ["", "0", "3", "01", " 1", "tcp"] {
+            assert_eq!(Protocol::from_param(bad), None);
+        }
+    }
+}
