@@ -11,6 +11,7 @@ pub mod pool;
 pub mod registry;
 pub mod rpc;
 pub mod stat;
+pub mod urlenc;
 pub mod zk;
 
 pub use membership::{CometMembership, CometNode, MessageMembership};

@@ -167,29 +167,7 @@ pub fn query_params(query: &str) -> Result<[Option<Vec<u8>>; 4], Error> {
 }
 
 fn percent_decode(s: &str) -> Result<Vec<u8>, Error> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or(Error::Param)?;
-                let hi = (hex[0] as char).to_digit(16).ok_or(Error::Param)?;
-                let lo = (hex[1] as char).to_digit(16).ok_or(Error::Param)?;
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Ok(out)
+    cluster::urlenc::percent_decode(s.as_bytes()).ok_or(Error::Param)
 }
 
 #[cfg(test)]
