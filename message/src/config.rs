@@ -320,8 +320,11 @@ mod tests {
         let text = include_str!("../../conf/message.toml");
         let c = MessageConfig::from_toml(text).unwrap();
         assert_eq!(c.base, BaseConfig::default());
-        assert_eq!(c.redis.source.len(), 1);
-        assert_eq!(c.redis, RedisConfig::default());
+        // The example adds a second shard on 6380 to the single default source.
+        assert_eq!(c.redis.source.len(), 2);
+        assert_eq!(c.redis.source[0], RedisSource::default());
+        assert_eq!((c.redis.source[1].name.as_str(), c.redis.source[1].weight), ("node2", 1));
+        assert_eq!(RedisConfig { source: vec![RedisSource::default()], ..c.redis.clone() }, RedisConfig::default());
         assert_eq!(c.zookeeper, ZkConfig::default());
     }
 

@@ -114,7 +114,10 @@ pub fn message(zk: &Zk, rpc: u16, stat: u16, redis: &[String], key_prefix: &str)
          [redis]\nstore = 200\nkey_prefix = \"{key_prefix}\"\ntimeout = \"1s\"\n\n"
     );
     for (i, addr) in redis.iter().enumerate() {
-        text.push_str(&format!("[[redis.source]]\nname = \"node{}\"\nweight = 1\naddr = \"redis://{addr}\"\n\n", i + 1));
+        text.push_str(&format!(
+            "[[redis.source]]\nname = \"node{}\"\nweight = 1\naddr = \"redis://{addr}\"\n\n",
+            i + 1
+        ));
     }
     text.push_str(&zk.section());
     if let Err(e) = message::MessageConfig::from_toml(&text) {

@@ -67,7 +67,10 @@ async fn request(addr: &str, raw: Vec<u8>) -> std::io::Result<Reply> {
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{addr}: no answer")))??;
     parse(&buf).ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad response: {:?}", String::from_utf8_lossy(&buf)))
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad response: {:?}", String::from_utf8_lossy(&buf)),
+        )
     })
 }
 
@@ -100,9 +103,8 @@ pub async fn server_get(public: &str, key: &str, proto: u8) -> Option<String> {
 /// `POST /1/admin/push/private?key=key&expire=expire` with `msg`: the `ret`, or `None` when the
 /// request itself failed (connection refused, timeout).
 pub async fn push(admin: &str, key: &str, expire: u32, msg: &str) -> Option<u64> {
-    let r = post(admin, &format!("/1/admin/push/private?key={key}&expire={expire}"), "application/json", msg)
-        .await
-        .ok()?;
+    let r =
+        post(admin, &format!("/1/admin/push/private?key={key}&expire={expire}"), "application/json", msg).await.ok()?;
     serde_json::from_str::<Value>(&r.body).ok().and_then(|v| v["ret"].as_u64())
 }
 

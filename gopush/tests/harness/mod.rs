@@ -144,6 +144,31 @@ impl Cluster {
         self.wait_ready().await;
     }
 
+    /// Waits until ZooKeeper shows every comet node and the message node registered with a sequence
+    /// of at least `min_seq` and nothing older: every process re-registered (after a session loss).
+    pub async fn wait_registered(&self, min_seq: u64, limit: Duration) {
+        let zk = cluster::ZkConfig {
+            addr: self.zk.addr.clone(),
+            timeout: Duration::from_secs(4),
+            comet_path: self.zk.comet_path.clone(),
+            message_path: self.zk.message_path.clone(),
+            resync: Duration::from_millis(500),
+        };
+        let session = cluster::Session::start(zk);
+        let comets = cluster::membership::watch_comets(&session);
+        let messages = cluster::membership::watch_messages(&session);
+        let nodes: Vec<String> = self.nodes().iter().map(|s| s.to_string()).collect();
+        eventually(&format!("every process registered anew (sequence >= {min_seq})"), limit, || {
+            let (c, m) = (comets.borrow().clone(), messages.borrow().clone());
+            let comets_ok = nodes
+                .iter()
+                .all(|n| c.nodes.get(n).is_some_and(|node| node.active.seq >= min_seq && node.standbys.is_empty()));
+            let messages_ok = m.instances.len() == 1 && m.instances.iter().all(|i| i.seq >= min_seq);
+            async move { (comets_ok && messages_ok).then_some(()) }
+        })
+        .await;
+    }
+
     /// Panics (with the log) if any process has exited.
     pub fn assert_alive(&mut self) {
         self.message.assert_alive();

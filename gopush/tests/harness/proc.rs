@@ -138,7 +138,8 @@ impl Drop for Gopush {
     }
 }
 
-/// A scratch directory for configs and logs; removed on drop unless the test is failing.
+/// A scratch directory for configs and logs; removed on drop unless the test is failing or
+/// `GOPUSH_TEST_KEEP` is set (to read the logs of a passing run).
 pub struct TempDir(PathBuf);
 
 impl TempDir {
@@ -166,7 +167,7 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("GOPUSH_TEST_KEEP").is_some() {
             eprintln!("(configs and logs kept in {})", self.0.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.0);
