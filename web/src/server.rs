@@ -152,8 +152,21 @@ impl Web {
     }
 }
 
+/// Accept backlog: clients reconnecting all at once after a comet failure all ask web first, and
+/// tokio's default of 1024 overflowed in the 30k-connection benchmark (SYN retransmits of ~1 s).
+const BACKLOG: u32 = 4096;
+
 async fn bind(addr: &str) -> Result<TcpListener, WebError> {
-    TcpListener::bind(addr).await.map_err(|source| WebError::Bind { addr: addr.to_string(), source })
+    let err = |source| WebError::Bind { addr: addr.to_string(), source };
+    let resolved =
+        tokio::net::lookup_host(addr).await.map_err(err)?.next().ok_or_else(|| {
+            err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing"))
+        })?;
+    let socket = if resolved.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+        .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(resolved).map_err(err)?;
+    socket.listen(BACKLOG).map_err(err)
 }
 
 fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, WebError> {
