@@ -209,3 +209,38 @@ impl Drop for Subscription {
         self.shared.buckets.leave(&self.key, &self.conn);
     }
 }
+
+/// Accepts clients on `listener` until `stop` is cancelled and runs `connection` for each one that
+/// gets a connection slot; shared by the TCP and WebSocket listeners.
+pub async fn accept_loop<F, Fut>(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: tokio_util::sync::CancellationToken,
+    proto: Proto,
+    connection: F,
+) where
+    F: Fn(tokio::net::TcpStream, Arc<Shared>, Slot) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors: back off rather than spin.
+                    tracing::warn!(error = %e, ?proto, "cannot accept a client");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let Some(slot) = shared.slot() else {
+            tracing::debug!(?proto, "max_connections reached; closing a new client");
+            continue;
+        };
+        // Go sets TCP_NODELAY by default; clients expect each push promptly.
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection(stream, shared.clone(), slot));
+    }
+}

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// The longest well-formed command: five maximal arguments and their headers.
 const MAX_COMMAND: usize = 4 + MAX_ARGS * (MAX_ARG + 12);
@@ -24,27 +24,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Accepts TCP clients on `listener` until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of descriptors: back off rather than spin.
-                    warn!(error = %e, "cannot accept a tcp client");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => return,
-        };
-        let Some(slot) = shared.slot() else {
-            debug!("max_connections reached; closing a new tcp client");
-            continue;
-        };
-        // Go sets TCP_NODELAY by default; clients expect each push promptly.
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, shared.clone(), slot));
-    }
+    crate::state::accept_loop(listener, shared, stop, Proto::Tcp, connection).await
 }
 
 async fn connection(mut stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {

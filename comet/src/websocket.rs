@@ -23,32 +23,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tokio_tungstenite::tungstenite::protocol::{Message, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// Deadline for a status frame or close frame before the socket is dropped.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Accepts WebSocket clients on `listener` until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    warn!(error = %e, "cannot accept a websocket client");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => return,
-        };
-        let Some(slot) = shared.slot() else {
-            debug!("max_connections reached; closing a new websocket client");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, shared.clone(), slot));
-    }
+    crate::state::accept_loop(listener, shared, stop, Proto::WebSocket, connection).await
 }
 
 /// The library settings for one connection, from `[channel]`.
