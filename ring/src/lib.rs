@@ -209,6 +209,31 @@ fn md5_label(out: &mut Vec<u8>, name: &str, i: u32) {
     let _ = write!(out, "{name}-{i}");
 }
 
+/// The reference's golden vectors (§6.2), shared by every crate whose tests prove it places keys as
+/// upstream does: the same comet node for a key, the same Redis shard.
+pub mod golden {
+    /// The golden ring: `node1` weight 1, `node2` weight 2, `node3` weight 1.
+    pub const MEMBERS: [(&str, u32); 3] = [("node1", 1), ("node2", 2), ("node3", 1)];
+    /// Keys and the node upstream's ring gives each on [`MEMBERS`], the wrap-around case included.
+    pub const OWNERS: [(&str, &str); 15] = [
+        ("Terry-Mao", "node1"),
+        ("t1", "node2"),
+        ("t2", "node3"),
+        ("t3", "node2"),
+        ("user_1", "node3"),
+        ("user_2", "node2"),
+        ("1", "node2"),
+        ("hello", "node2"),
+        ("", "node3"),
+        ("bar", "node2"),
+        ("wrap211", "node2"),
+        ("2", "node2"),
+        ("foo", "node2"),
+        ("gopush", "node2"),
+        ("abc", "node2"),
+    ];
+}
+
 /// Builds the bucket index over sorted `points`: about one bucket per spot, at most 2^16 buckets.
 fn bucket_index(points: &[u32]) -> (Vec<u32>, u32) {
     let bits = (usize::BITS - points.len().leading_zeros()).clamp(1, 16);

@@ -66,19 +66,7 @@ impl TcpSub {
 
     /// Asks web (`p=2`) and subscribes, retrying until [`SUBSCRIBE_TIMEOUT`].
     pub async fn subscribe(public: &str, key: &str, version: Option<&str>) -> TcpSub {
-        let deadline = Instant::now() + SUBSCRIBE_TIMEOUT;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            match server_get(public, key, 2).await {
-                Some(server) => match TcpSub::connect(&server, key, version).await {
-                    Ok(sub) => return sub,
-                    Err(e) => last = format!("{server}: {e}"),
-                },
-                None => last = "web gave no server".into(),
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-        panic!("TCP subscribe {key} via {public} failed for {SUBSCRIBE_TIMEOUT:?}; last: {last}");
+        subscribe_via_web(public, key, 2, |server| async move { TcpSub::connect(&server, key, version).await }).await
     }
 
     /// Reads the next frame or status line.
@@ -175,19 +163,7 @@ impl WsSub {
 
     /// Asks web (`p=1`) and subscribes, retrying until [`SUBSCRIBE_TIMEOUT`].
     pub async fn subscribe(public: &str, key: &str, ver: Option<&str>) -> WsSub {
-        let deadline = Instant::now() + SUBSCRIBE_TIMEOUT;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            match server_get(public, key, 1).await {
-                Some(server) => match WsSub::connect(&server, key, ver).await {
-                    Ok(sub) => return sub,
-                    Err(e) => last = format!("{server}: {e}"),
-                },
-                None => last = "web gave no server".into(),
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-        panic!("WebSocket subscribe {key} via {public} failed for {SUBSCRIBE_TIMEOUT:?}; last: {last}");
+        subscribe_via_web(public, key, 1, |server| async move { WsSub::connect(&server, key, ver).await }).await
     }
 
     /// Reads the next data frame: text starting with `+`/`-` is a status (CRLF kept), else a message.
@@ -247,4 +223,27 @@ impl TcpSub {
         self.stream.write_all(b"h").await.unwrap_or_else(|e| panic!("tcp send: {e}"));
         assert_eq!(self.next(Duration::from_secs(10)).await, Next::Status("+h".into()));
     }
+}
+
+/// Asks web which comet serves `key` for protocol `p` and subscribes there with `connect`, retrying
+/// both until [`SUBSCRIBE_TIMEOUT`], as a real client does after a disconnect.
+async fn subscribe_via_web<T, F, Fut>(public: &str, key: &str, p: u8, connect: F) -> T
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let what = if p == 1 { "WebSocket" } else { "TCP" };
+    let deadline = Instant::now() + SUBSCRIBE_TIMEOUT;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match server_get(public, key, p).await {
+            Some(server) => match connect(server.clone()).await {
+                Ok(sub) => return sub,
+                Err(e) => last = format!("{server}: {e}"),
+            },
+            None => last = "web gave no server".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    panic!("{what} subscribe {key} via {public} failed for {SUBSCRIBE_TIMEOUT:?}; last: {last}");
 }
