@@ -52,22 +52,22 @@ pub struct Health {
 /// Produces a health report on demand.
 pub type HealthFn = Arc<dyn Fn() -> BoxFuture<'static, Health> + Send + Sync>;
 
+/// Keeps the Prometheus histograms' windows rolling until `shutdown`; every process that renders
+/// `/metrics` runs one.
+pub async fn upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Serves `/metrics` and `/health` on `listener` until `shutdown` is cancelled.
 pub async fn serve_stat(listener: TcpListener, health: HealthFn, shutdown: CancellationToken) {
     let handle = metrics_handle();
-    let upkeep = {
-        let handle = handle.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => handle.run_upkeep(),
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        })
-    };
+    let upkeep = tokio::spawn(upkeep(handle.clone(), shutdown.clone()));
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -120,7 +120,7 @@ impl Web {
         if let Some(session) = &deps.session {
             tasks.push(tokio::spawn(prune::run(routes.clone(), session.clone(), config.rpc.clone(), shutdown.clone())));
         }
-        tasks.push(tokio::spawn(upkeep(metrics.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(cluster::stat::upkeep(metrics.clone(), shutdown.clone())));
         let state = Arc::new(State { config, routes, messages: deps.messages, metrics, session: deps.session });
         for (listener, port) in [(public, Port::Public), (admin, Port::Admin)] {
             let serving = serve(listener, state.clone(), port, shutdown.clone(), connections.clone());
@@ -171,17 +171,6 @@ async fn bind(addr: &str) -> Result<TcpListener, WebError> {
 
 fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, WebError> {
     listener.local_addr().map_err(|source| WebError::Bind { addr: addr.to_string(), source })
-}
-
-/// Keeps the Prometheus histograms' windows rolling, as `cluster::stat` does on stat ports.
-async fn upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => handle.run_upkeep(),
-            _ = shutdown.cancelled() => return,
-        }
-    }
 }
 
 /// Accepts connections on one port until shutdown.
