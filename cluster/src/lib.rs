@@ -6,12 +6,15 @@
 pub mod config;
 pub mod gojson;
 pub mod membership;
+pub mod net;
 pub mod node;
 pub mod pool;
+pub mod query;
 pub mod registry;
 pub mod rpc;
 pub mod stat;
-pub mod urlenc;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod zk;
 
 pub use membership::{CometMembership, CometNode, MessageMembership};

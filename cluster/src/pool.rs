@@ -6,10 +6,7 @@
 use crate::config::de_duration;
 use crate::membership::MessageMembership;
 use crate::rpc::transport::connect;
-use crate::rpc::{
-    BoxFuture, CometApi, CometError, CometRpcClient, CometStatus, MessageApi, MessageRpcClient, Mid, PushPrivatesReply,
-    StoreError, StoreHealth, StoredMessage, context,
-};
+use crate::rpc::{CometError, CometRpcClient, MessageRpcClient, StoreError, context};
 use rand::Rng;
 use serde::Deserialize;
 use std::io;
@@ -140,12 +137,13 @@ impl<C: Dial> Endpoint<C> {
         }
     }
 
-    /// Runs one call with the configured deadline. A broken connection is dropped so the next call
-    /// redials; `E` receives dial failures and transport errors.
-    pub async fn call<T, E, F, Fut>(&self, f: F) -> Result<T, E>
+    /// Runs one call with the configured deadline: `f` gets the client, the call's context and
+    /// `args`. A broken connection is dropped so the next call redials; `E` receives dial failures
+    /// and transport errors.
+    pub async fn call<A, T, E, F, Fut>(&self, args: A, f: F) -> Result<T, E>
     where
         E: From<RpcError> + Unreachable,
-        F: FnOnce(C, tarpc::context::Context) -> Fut,
+        F: FnOnce(C, tarpc::context::Context, A) -> Fut,
         Fut: Future<Output = Result<Result<T, E>, RpcError>>,
     {
         let client = match self.client().await {
@@ -156,7 +154,7 @@ impl<C: Dial> Endpoint<C> {
                 return Err(E::unreachable());
             }
         };
-        match f(client, context(self.config.timeout)).await {
+        match f(client, context(self.config.timeout), args).await {
             Ok(answer) => {
                 self.record(true);
                 answer
@@ -208,28 +206,14 @@ impl RemoteComet {
     pub fn endpoint(&self) -> &Endpoint<CometRpcClient> {
         &self.endpoint
     }
-}
 
-impl CometApi for RemoteComet {
-    fn push_private(&self, key: String, msg: String, expire: u32) -> BoxFuture<'_, Result<Mid, CometError>> {
-        Box::pin(self.endpoint.call(move |c, ctx| async move { c.push_private(ctx, key, msg, expire).await }))
-    }
-    fn push_privates(
-        &self,
-        keys: Vec<String>,
-        msg: String,
-        expire: u32,
-    ) -> BoxFuture<'_, Result<PushPrivatesReply, CometError>> {
-        Box::pin(self.endpoint.call(move |c, ctx| async move { c.push_privates(ctx, keys, msg, expire).await }))
-    }
-    fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), CometError>> {
-        Box::pin(self.endpoint.call(move |c, ctx| async move { c.add_token(ctx, key, token, expire_secs).await }))
-    }
-    fn close_key(&self, key: String) -> BoxFuture<'_, Result<u32, CometError>> {
-        Box::pin(self.endpoint.call(move |c, ctx| async move { c.close_key(ctx, key).await }))
-    }
-    fn ping(&self) -> BoxFuture<'_, Result<CometStatus, CometError>> {
-        Box::pin(self.endpoint.call(move |c, ctx| async move { c.ping(ctx).await.map(Ok) }))
+    /// Runs one wire call on the comet; the `CometApi` methods are built on this.
+    pub(crate) async fn call<A, T, F, Fut>(&self, args: A, f: F) -> Result<T, CometError>
+    where
+        F: FnOnce(CometRpcClient, tarpc::context::Context, A) -> Fut,
+        Fut: Future<Output = Result<Result<T, CometError>, RpcError>>,
+    {
+        self.endpoint.call(args, f).await
     }
 }
 
@@ -296,7 +280,7 @@ impl MessagePool {
                 tokio::select! {
                     _ = tick.tick() => {
                         for m in pings.iter() {
-                            let _ = m.endpoint.call(|c, ctx| async move { c.ping(ctx).await.map(Ok::<_, StoreError>) }).await;
+                            let _ = m.endpoint.call((), |c, ctx, ()| async move { c.ping(ctx).await }).await;
                         }
                     }
                     changed = membership.changed() => if changed.is_err() { return },
@@ -326,14 +310,17 @@ impl MessagePool {
         keyed.into_iter().take(MAX_ATTEMPTS).map(|(_, _, m)| m.endpoint.clone()).collect()
     }
 
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    /// Runs one wire call on a message node, trying another on transport errors; the
+    /// `MessageApi` methods are built on this.
+    pub(crate) async fn call<A, T, F, Fut>(&self, args: A, f: F) -> Result<T, StoreError>
     where
-        F: Fn(MessageRpcClient, tarpc::context::Context) -> Fut,
+        A: Clone,
+        F: Fn(MessageRpcClient, tarpc::context::Context, A) -> Fut,
         Fut: Future<Output = Result<Result<T, StoreError>, RpcError>>,
     {
         let mut last = StoreError::NoNode;
         for endpoint in self.order() {
-            match endpoint.call(&f).await {
+            match endpoint.call(args.clone(), &f).await {
                 Err(e) if e.is_transport() => {
                     debug!(addr = %endpoint.addr(), error = %e, "message node failed; trying another");
                     last = e;
@@ -342,53 +329,5 @@ impl MessagePool {
             }
         }
         Err(last)
-    }
-}
-
-impl MessageApi for MessagePool {
-    fn save_private(&self, key: String, msg: String, mid: Mid, expire: u32) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.call(move |c, ctx| {
-            let (key, msg) = (key.clone(), msg.clone());
-            async move { c.save_private(ctx, key, msg, mid, expire).await }
-        }))
-    }
-    fn save_privates(
-        &self,
-        keys: Vec<String>,
-        msg: String,
-        mid: Mid,
-        expire: u32,
-    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        Box::pin(self.call(move |c, ctx| {
-            let (keys, msg) = (keys.clone(), msg.clone());
-            async move { c.save_privates(ctx, keys, msg, mid, expire).await }
-        }))
-    }
-    fn get_private(&self, key: String, after: Mid) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
-        Box::pin(self.call(move |c, ctx| {
-            let key = key.clone();
-            async move { c.get_private(ctx, key, after).await }
-        }))
-    }
-    fn del_private(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.call(move |c, ctx| {
-            let key = key.clone();
-            async move { c.del_private(ctx, key).await }
-        }))
-    }
-    fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.call(move |c, ctx| {
-            let (key, token) = (key.clone(), token.clone());
-            async move { c.add_token(ctx, key, token, expire_secs).await }
-        }))
-    }
-    fn check_token(&self, key: String, token: String) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(self.call(move |c, ctx| {
-            let (key, token) = (key.clone(), token.clone());
-            async move { c.check_token(ctx, key, token).await }
-        }))
-    }
-    fn ping(&self) -> BoxFuture<'_, Result<StoreHealth, StoreError>> {
-        Box::pin(self.call(|c, ctx| async move { c.ping(ctx).await.map(Ok) }))
     }
 }

@@ -1,19 +1,21 @@
-//! The internal RPC contracts (DESIGN decision 2). Each service is written twice on purpose: a
-//! tarpc service (`CometRpc`, `MessageRpc`) for the wire, and an object-safe trait (`CometApi`,
-//! `MessageApi`) that servers implement and clients call. The wire server is a thin adapter over
-//! the trait, so standalone mode calls a comet or a store in-process through the same trait with
-//! no socket in between. Errors are typed enums; the codec is chosen in [`transport`] alone.
+//! The internal RPC contracts: each service is one list of methods below, expanded by
+//! [`rpc_service!`](service) into a tarpc service for the wire, an object-safe trait (`CometApi`,
+//! `MessageApi`) that servers implement and callers use, the wire adapter, the remote client and
+//! the observing decorator. Standalone mode calls a comet or a store in-process through the same
+//! trait with no socket in between. Errors are typed enums; the codec is chosen in [`transport`].
 
 use serde::{Deserialize, Serialize};
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
 
-pub mod server;
+mod service;
 pub mod transport;
+
+use service::rpc_service;
+pub use service::{Observed, Observer, Unavailable};
 
 /// A message id: Unix time in 100 ns units, strictly increasing per comet (DESIGN decision 6).
 pub type Mid = i64;
@@ -150,82 +152,53 @@ impl StoreError {
     }
 }
 
-/// The wire service a comet serves to web nodes.
-#[tarpc::service]
-pub trait CometRpc {
+rpc_service! {
+    /// The wire service a comet serves to web nodes.
+    service CometRpc {
+        client: CometRpcClient,
+        api: CometApi,
+        adapter: CometAdapter,
+        serve: serve_comet,
+        error: CometError,
+        remote: crate::pool::RemoteComet,
+    }
     /// Assigns a mid, stores the message when `expire > 0` (failing without delivering if the save
     /// fails), then delivers it to every connection of `key`. Returns the mid.
-    async fn push_private(key: String, msg: String, expire: u32) -> Result<Mid, CometError>;
+    fn push_private(key: String, msg: String, expire: u32) -> Mid;
     /// One mid for all keys, one batched save, then delivery; reports the keys that failed.
-    async fn push_privates(keys: Vec<String>, msg: String, expire: u32) -> Result<PushPrivatesReply, CometError>;
+    fn push_privates(keys: Vec<String>, msg: String, expire: u32) -> PushPrivatesReply;
     /// Stores a client token for `key` (auth mode), valid for `expire_secs`, sliding on use.
-    async fn add_token(key: String, token: String, expire_secs: u64) -> Result<(), CometError>;
+    fn add_token(key: String, token: String, expire_secs: u64) -> ();
     /// Closes every connection of `key` and forgets its channel; returns how many were closed.
-    async fn close_key(key: String) -> Result<u32, CometError>;
+    fn close_key(key: String) -> u32;
     /// Health and load.
-    async fn ping() -> CometStatus;
+    fn ping() -> CometStatus;
 }
 
-/// The wire service a message node serves to comets and web nodes.
-#[tarpc::service]
-pub trait MessageRpc {
+rpc_service! {
+    /// The wire service a message node serves to comets and web nodes.
+    service MessageRpc {
+        client: MessageRpcClient,
+        api: MessageApi,
+        adapter: MessageAdapter,
+        serve: serve_message,
+        error: StoreError,
+        remote: crate::pool::MessagePool,
+    }
     /// Stores one message for `expire` seconds.
-    async fn save_private(key: String, msg: String, mid: Mid, expire: u32) -> Result<(), StoreError>;
+    fn save_private(key: String, msg: String, mid: Mid, expire: u32) -> ();
     /// Stores one message under many keys; returns the keys whose save failed.
-    async fn save_privates(keys: Vec<String>, msg: String, mid: Mid, expire: u32) -> Result<Vec<String>, StoreError>;
+    fn save_privates(keys: Vec<String>, msg: String, mid: Mid, expire: u32) -> Vec<String>;
     /// Unexpired messages of `key` with mid greater than `after`, ascending.
-    async fn get_private(key: String, after: Mid) -> Result<Vec<StoredMessage>, StoreError>;
+    fn get_private(key: String, after: Mid) -> Vec<StoredMessage>;
     /// Deletes every stored message of `key`.
-    async fn del_private(key: String) -> Result<(), StoreError>;
+    fn del_private(key: String) -> ();
     /// Adds or refreshes a client token of `key` for `expire_secs`.
-    async fn add_token(key: String, token: String, expire_secs: u64) -> Result<(), StoreError>;
+    fn add_token(key: String, token: String, expire_secs: u64) -> ();
     /// True when `token` is valid for `key`; a valid token's lifetime starts again.
-    async fn check_token(key: String, token: String) -> Result<bool, StoreError>;
+    fn check_token(key: String, token: String) -> bool;
     /// Health of the store behind this node.
-    async fn ping() -> StoreHealth;
-}
-
-/// The comet operations, callable in-process or through a remote comet.
-pub trait CometApi: Send + Sync + 'static {
-    /// See [`CometRpc::push_private`].
-    fn push_private(&self, key: String, msg: String, expire: u32) -> BoxFuture<'_, Result<Mid, CometError>>;
-    /// See [`CometRpc::push_privates`].
-    fn push_privates(
-        &self,
-        keys: Vec<String>,
-        msg: String,
-        expire: u32,
-    ) -> BoxFuture<'_, Result<PushPrivatesReply, CometError>>;
-    /// See [`CometRpc::add_token`].
-    fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), CometError>>;
-    /// See [`CometRpc::close_key`].
-    fn close_key(&self, key: String) -> BoxFuture<'_, Result<u32, CometError>>;
-    /// See [`CometRpc::ping`]; a remote comet that does not answer gives an error.
-    fn ping(&self) -> BoxFuture<'_, Result<CometStatus, CometError>>;
-}
-
-/// The message-store operations, callable in-process or through remote message nodes.
-pub trait MessageApi: Send + Sync + 'static {
-    /// See [`MessageRpc::save_private`].
-    fn save_private(&self, key: String, msg: String, mid: Mid, expire: u32) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// See [`MessageRpc::save_privates`].
-    fn save_privates(
-        &self,
-        keys: Vec<String>,
-        msg: String,
-        mid: Mid,
-        expire: u32,
-    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
-    /// See [`MessageRpc::get_private`].
-    fn get_private(&self, key: String, after: Mid) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>>;
-    /// See [`MessageRpc::del_private`].
-    fn del_private(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// See [`MessageRpc::add_token`].
-    fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// See [`MessageRpc::check_token`].
-    fn check_token(&self, key: String, token: String) -> BoxFuture<'_, Result<bool, StoreError>>;
-    /// See [`MessageRpc::ping`]; a remote node that does not answer gives an error.
-    fn ping(&self) -> BoxFuture<'_, Result<StoreHealth, StoreError>>;
+    fn ping() -> StoreHealth;
 }
 
 /// Shared handle to a comet, local or remote.

@@ -68,36 +68,27 @@ pub async fn upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
 pub async fn serve_stat(listener: TcpListener, health: HealthFn, shutdown: CancellationToken) {
     let handle = metrics_handle();
     let upkeep = tokio::spawn(upkeep(handle.clone(), shutdown.clone()));
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    warn!(error = %e, "stat port cannot accept");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
+    let conns = shutdown.clone();
+    crate::net::accept_loop(listener, "stat http", None, shutdown, |accepted| {
         let (handle, health) = (handle.clone(), health.clone());
         let service = service_fn(move |req: Request<Incoming>| {
             let (handle, health) = (handle.clone(), health.clone());
             async move { Ok::<_, std::convert::Infallible>(route(req, &handle, &health).await) }
         });
-        let shutdown = shutdown.clone();
+        let shutdown = conns.clone();
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(5))
                 .max_buf_size(16 * 1024)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(accepted.stream), service);
             tokio::select! {
                 _ = conn => {}
                 _ = shutdown.cancelled() => {}
             }
         });
-    }
+    })
+    .await;
     upkeep.abort();
 }
 

@@ -1,7 +1,7 @@
 //! The subscribe command, parsed without I/O. TCP clients send a RESP-like multi-bulk array
 //! (`*N\r\n` then N × `$len\r\n<arg>\r\n`, §3.1); [`parse`] answers complete / incomplete / invalid
 //! over whatever bytes have arrived. WebSocket clients put the same fields in the `/sub` query
-//! ([`query_params`]). [`Subscribe::from_fields`] checks both the same way.
+//! (decoded by `cluster::query`). [`Subscribe::from_fields`] checks both the same way.
 
 use crate::error::Error;
 
@@ -149,27 +149,6 @@ impl Subscribe {
     }
 }
 
-/// The `key`, `heartbeat`, `token` and `ver` values of a URL query, percent-decoded like Go's
-/// `url.ParseQuery` (`+` is a space; the first occurrence of a name wins). A bad escape fails.
-pub fn query_params(query: &str) -> Result<[Option<Vec<u8>>; 4], Error> {
-    const NAMES: [&str; 4] = ["key", "heartbeat", "token", "ver"];
-    let mut out: [Option<Vec<u8>>; 4] = Default::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = percent_decode(name)?;
-        if let Some(i) = NAMES.iter().position(|n| n.as_bytes() == name.as_slice()) {
-            if out[i].is_none() {
-                out[i] = Some(percent_decode(value)?);
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn percent_decode(s: &str) -> Result<Vec<u8>, Error> {
-    cluster::urlenc::percent_decode(s.as_bytes()).ok_or(Error::Param)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,20 +240,6 @@ mod tests {
         assert_eq!(p(&[b"sub", &[b'k'; 256], b"30"]), Ok(()));
         assert_eq!(p(&[b"sub", b"\xff", b"30"]), Err(Some("-p\r\n")));
         assert_eq!(p(&[b"sub", b"k", b"+30"]), Ok(()));
-    }
-
-    #[test]
-    fn query_values_decode_like_go() {
-        let [k, h, t, v] = query_params("key=a%20b+c&heartbeat=30&token=&ver=1&key=other").unwrap();
-        assert_eq!(k.as_deref(), Some(&b"a b c"[..]));
-        assert_eq!(h.as_deref(), Some(&b"30"[..]));
-        assert_eq!(t.as_deref(), Some(&b""[..]));
-        assert_eq!(v.as_deref(), Some(&b"1"[..]));
-        let [k, h, t, v] = query_params("").unwrap();
-        assert!(k.is_none() && h.is_none() && t.is_none() && v.is_none());
-        assert!(query_params("key=%zz").is_err());
-        assert!(query_params("key=%2").is_err());
-        assert_eq!(query_params("key=%E4%BD%A0").unwrap()[0].as_deref(), Some("你".as_bytes()));
     }
 
     fn command(args: &[Vec<u8>]) -> Vec<u8> {

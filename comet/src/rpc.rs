@@ -1,6 +1,6 @@
 //! The comet side of `CometApi` (reference §4.1, DESIGN decisions 2 and 6): pushes get a mid, are
 //! stored first when `expire > 0` (a failed save delivers nothing), then are encoded once and
-//! queued for every connection of the key. `cluster::rpc::server::serve_comet` puts this on the
+//! queued for every connection of the key. `cluster::rpc::serve_comet` puts this on the
 //! wire; standalone mode calls it in-process. No lock is held across a store call.
 
 use crate::metrics as m;

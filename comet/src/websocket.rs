@@ -6,8 +6,9 @@
 use crate::config::ChannelConfig;
 use crate::conn::{Closed, Conn, Proto};
 use crate::error::{Error, HEARTBEAT_REPLY};
-use crate::handshake::{Subscribe, query_params};
+use crate::handshake::Subscribe;
 use crate::state::{Shared, Slot};
+use cluster::query::Query;
 use futures::{SinkExt, StreamExt};
 use std::io;
 use std::pin::Pin;
@@ -101,9 +102,10 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
 }
 
 fn parse_subscribe(query: &str, shared: &Shared) -> Result<Subscribe, Error> {
-    let [key, heartbeat, token, ver] = query_params(query)?;
-    let (Some(key), Some(heartbeat)) = (key, heartbeat) else { return Err(Error::Param) };
-    Subscribe::from_fields(&key, &heartbeat, token.as_deref(), ver.as_deref(), shared.limits())
+    // A malformed pair elsewhere in the query is skipped, as Go's `url.ParseQuery` does.
+    let q = Query::parse(query.as_bytes());
+    let (Some(key), Some(heartbeat)) = (q.bytes("key"), q.bytes("heartbeat")) else { return Err(Error::Param) };
+    Subscribe::from_fields(key, heartbeat, q.bytes("token"), q.bytes("ver"), shared.limits())
 }
 
 async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, write_timeout: Duration) {

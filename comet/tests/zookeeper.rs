@@ -25,13 +25,13 @@ fn zk_config(addr: &str) -> ZkConfig {
     }
 }
 
-async fn start_node(zk: &ZkConfig, node: &str) -> (Comet, std::sync::Arc<MemStore>) {
+async fn start_node(zk: &ZkConfig, node: &str) -> (Comet, std::sync::Arc<FakeStore>) {
     let session = Session::start(zk.clone());
     let mut config = test_config();
     config.node.name = node.to_string();
     config.zookeeper = zk.clone();
     config.base.register_timeout = Duration::from_secs(30);
-    let store = MemStore::new();
+    let store = FakeStore::new();
     let deps = CometDeps { membership: watch_comets(&session), messages: store.clone(), session: Some(session) };
     (Comet::start(config, deps).await.expect("comet registers and starts"), store)
 }

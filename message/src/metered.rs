@@ -1,15 +1,18 @@
 //! Metrics around any store: counts of saves, save failures, reads, deletes and token operations,
 //! errors by kind, and a latency histogram per operation (`/metrics` on the stat port renders them).
-//! Wrapping the `MessageApi` trait keeps the stores free of bookkeeping and counts both alike.
+//! Observing the `MessageApi` trait keeps the stores free of bookkeeping and counts both alike.
 
-use cluster::rpc::{BoxFuture, MessageApi, Mid, StoreError, StoreHealth, StoredMessage};
+use cluster::rpc::{MessageApi, Observed, Observer, StoreError};
 use metrics::{counter, histogram};
-use std::time::Instant;
+use std::any::Any;
+use std::time::Duration;
 
-/// Messages stored, one per key.
+/// Successful save calls (one message, to one key or to a batch of keys).
 pub const SAVES: &str = "gopush_message_saves_total";
-/// Keys whose save failed (a whole failed call counts each of its keys).
+/// Save calls that failed as a whole.
 pub const SAVE_FAILURES: &str = "gopush_message_save_failures_total";
+/// Keys of successful batch saves whose own save failed (their shard was down).
+pub const SAVE_FAILED_KEYS: &str = "gopush_message_save_failed_keys_total";
 /// `get_private` calls.
 pub const GETS: &str = "gopush_message_gets_total";
 /// `del_private` calls.
@@ -23,21 +26,15 @@ pub const ERRORS: &str = "gopush_message_store_errors_total";
 /// Latency of store calls in seconds, labelled `op`.
 pub const LATENCY: &str = "gopush_message_store_seconds";
 
+/// Every store call is counted and timed through this observer.
+pub struct StoreMetrics;
+
 /// A store whose calls are counted and timed.
-pub struct Metered<S> {
-    inner: S,
-}
+pub type Metered<S> = Observed<S, StoreMetrics>;
 
-impl<S: MessageApi> Metered<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> Metered<S> {
-        Metered { inner }
-    }
-
-    /// The wrapped store.
-    pub fn inner(&self) -> &S {
-        &self.inner
-    }
+/// Wraps `inner` so its calls are counted and timed.
+pub fn metered<S: MessageApi>(inner: S) -> Metered<S> {
+    Observed { inner, observer: StoreMetrics }
 }
 
 /// The metric label of an error.
@@ -54,75 +51,35 @@ fn error_label(e: &StoreError) -> &'static str {
     }
 }
 
-/// Times `call` and counts its error, if any.
-async fn timed<T>(op: &'static str, call: BoxFuture<'_, Result<T, StoreError>>) -> Result<T, StoreError> {
-    let start = Instant::now();
-    let out = call.await;
-    histogram!(LATENCY, "op" => op).record(start.elapsed().as_secs_f64());
-    if let Err(e) = &out {
-        counter!(ERRORS, "op" => op, "error" => error_label(e)).increment(1);
-    }
-    out
-}
-
-impl<S: MessageApi> MessageApi for Metered<S> {
-    fn save_private(&self, key: String, msg: String, mid: Mid, expire: u32) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            let out = timed("save_private", self.inner.save_private(key, msg, mid, expire)).await;
-            match out {
-                Ok(()) => counter!(SAVES).increment(1),
-                Err(_) => counter!(SAVE_FAILURES).increment(1),
+impl Observer<StoreError> for StoreMetrics {
+    fn observe(&self, op: &'static str, took: Duration, outcome: Result<&dyn Any, &StoreError>) {
+        histogram!(LATENCY, "op" => op).record(took.as_secs_f64());
+        match outcome {
+            Err(e) => {
+                counter!(ERRORS, "op" => op, "error" => error_label(e)).increment(1);
+                match op {
+                    "save_private" | "save_privates" => counter!(SAVE_FAILURES).increment(1),
+                    "check_token" => counter!(TOKEN_CHECKS, "result" => "error").increment(1),
+                    _ => {}
+                }
             }
-            out
-        })
-    }
-
-    fn save_privates(
-        &self,
-        keys: Vec<String>,
-        msg: String,
-        mid: Mid,
-        expire: u32,
-    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        Box::pin(async move {
-            let n = keys.len() as u64;
-            let out = timed("save_privates", self.inner.save_privates(keys, msg, mid, expire)).await;
-            let failed = out.as_ref().map_or(n, |f| f.len() as u64);
-            counter!(SAVES).increment(n.saturating_sub(failed));
-            counter!(SAVE_FAILURES).increment(failed);
-            out
-        })
-    }
-
-    fn get_private(&self, key: String, after: Mid) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
-        counter!(GETS).increment(1);
-        Box::pin(timed("get_private", self.inner.get_private(key, after)))
-    }
-
-    fn del_private(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>> {
-        counter!(DELETES).increment(1);
-        Box::pin(timed("del_private", self.inner.del_private(key)))
-    }
-
-    fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), StoreError>> {
-        counter!(TOKEN_ADDS).increment(1);
-        Box::pin(timed("add_token", self.inner.add_token(key, token, expire_secs)))
-    }
-
-    fn check_token(&self, key: String, token: String) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let out = timed("check_token", self.inner.check_token(key, token)).await;
-            let result = match out {
-                Ok(true) => "valid",
-                Ok(false) => "invalid",
-                Err(_) => "error",
-            };
-            counter!(TOKEN_CHECKS, "result" => result).increment(1);
-            out
-        })
-    }
-
-    fn ping(&self) -> BoxFuture<'_, Result<StoreHealth, StoreError>> {
-        self.inner.ping()
+            Ok(answer) => match op {
+                "save_private" => counter!(SAVES).increment(1),
+                // A batch answers with the keys whose save failed; the rest were stored.
+                "save_privates" => {
+                    let failed = answer.downcast_ref::<Vec<String>>().map_or(0, Vec::len) as u64;
+                    counter!(SAVES).increment(1);
+                    counter!(SAVE_FAILED_KEYS).increment(failed);
+                }
+                "get_private" => counter!(GETS).increment(1),
+                "del_private" => counter!(DELETES).increment(1),
+                "add_token" => counter!(TOKEN_ADDS).increment(1),
+                "check_token" => {
+                    let valid = answer.downcast_ref::<bool>().copied().unwrap_or(false);
+                    counter!(TOKEN_CHECKS, "result" => if valid { "valid" } else { "invalid" }).increment(1);
+                }
+                _ => {}
+            },
+        }
     }
 }

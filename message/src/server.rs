@@ -8,7 +8,7 @@ use crate::store;
 use cluster::node::NodeInfo;
 use cluster::registry::Registration;
 use cluster::rpc::SharedMessages;
-use cluster::rpc::server::serve_message;
+use cluster::rpc::serve_message;
 use cluster::stat::{Health, HealthFn, metrics_handle, serve_stat};
 use cluster::zk::Session;
 use std::net::SocketAddr;

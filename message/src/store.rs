@@ -5,7 +5,7 @@
 
 use crate::config::{MessageConfig, StorageKind};
 use crate::error::MessageError;
-use crate::metered::Metered;
+use crate::metered::metered;
 use cluster::gojson;
 use cluster::rpc::{Mid, SharedMessages, StoreError};
 use std::sync::Arc;
@@ -26,8 +26,8 @@ pub const MAX_TOKEN_LEN: usize = 1024;
 pub fn from_config(config: &MessageConfig) -> Result<SharedMessages, MessageError> {
     config.validate()?;
     Ok(match config.storage.kind {
-        StorageKind::Memory => Arc::new(Metered::new(MemoryStore::new(config.redis.store))),
-        StorageKind::Redis => Arc::new(Metered::new(RedisStore::new(&config.redis)?)),
+        StorageKind::Memory => Arc::new(metered(MemoryStore::new(config.redis.store))),
+        StorageKind::Redis => Arc::new(metered(RedisStore::new(&config.redis)?)),
     })
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use cluster::rpc::{MessageApi, SharedMessages, StoreError, StoredMessage};
 use message::clock::Clock;
-use message::metered::Metered;
+use message::metered::metered;
 use message::store::MemoryStore;
 use std::sync::Arc;
 
@@ -135,14 +135,14 @@ async fn suite(store: SharedMessages, clock: Clock, ns: &str) {
 #[tokio::test]
 async fn memory_store_behaves() {
     let clock = Clock::system();
-    let store = Arc::new(Metered::new(MemoryStore::with_clock(STORE, clock.clone())));
+    let store = Arc::new(metered(MemoryStore::with_clock(STORE, clock.clone())));
     suite(store, clock, &testkit::unique_name("mem")).await;
 }
 
 #[tokio::test]
 async fn redis_store_behaves() {
     let Some((store, _, clock, _)) = common::shared_store(STORE) else { return };
-    let store: SharedMessages = Arc::new(Metered::new(store));
+    let store: SharedMessages = Arc::new(metered(store));
     suite(store, clock, &testkit::unique_name("redis")).await;
 }
 

@@ -6,11 +6,11 @@ mod common;
 
 use cluster::membership::watch_messages;
 use cluster::pool::{MessagePool, RpcConfig};
-use cluster::rpc::server::serve_message;
+use cluster::rpc::serve_message;
 use cluster::rpc::{MessageApi, SharedMessages, StoreError, StoredMessage};
 use cluster::zk::Session;
 use message::config::{MessageConfig, StorageKind};
-use message::metered::Metered;
+use message::metered::metered;
 use message::server::MessageServer;
 use message::store::RedisStore;
 use std::net::SocketAddr;
@@ -41,7 +41,7 @@ fn node_config() -> MessageConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_rpc_end_to_end_over_redis() {
     let Some((store, _, _, _)) = common::shared_store(20) else { return };
-    let store: SharedMessages = Arc::new(Metered::new(store));
+    let store: SharedMessages = Arc::new(metered(store));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();

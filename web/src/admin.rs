@@ -4,11 +4,11 @@
 //! need `Authorization: Bearer <token>`. Request bodies are size- and time-limited.
 
 use crate::error::WebError;
-use crate::params::Params;
 use crate::reply::{self, HttpResponse, Reply, Style};
 use crate::server::{State, count};
 use bytes::{Bytes, BytesMut};
 use cluster::gojson;
+use cluster::query::Query as Params;
 use cluster::rpc::SharedComet;
 use futures::future::join_all;
 use http_body_util::BodyExt;

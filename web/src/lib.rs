@@ -7,7 +7,6 @@
 
 pub mod config;
 pub mod error;
-pub mod params;
 pub mod reply;
 pub mod routing;
 

@@ -4,11 +4,11 @@
 //! GET only.
 
 use crate::error::WebError;
-use crate::params::Params;
 use crate::reply::{self, HttpResponse, Reply, Style, valid_callback};
 use crate::routing::Protocol;
 use crate::server::State;
 use cluster::gojson;
+use cluster::query::Query as Params;
 use cluster::rpc::{Mid, StoreError, StoredMessage};
 use hyper::{Method, Request};
 use std::time::{SystemTime, UNIX_EPOCH};

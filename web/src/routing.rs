@@ -7,7 +7,7 @@ use crate::error::WebError;
 use cluster::membership::CometMembership;
 use cluster::node::Instance;
 use cluster::pool::{RemoteComet, RpcConfig};
-use cluster::rpc::{BoxFuture, CometApi, CometError, CometStatus, Mid, PushPrivatesReply, SharedComet};
+use cluster::rpc::{SharedComet, Unavailable};
 use ring::{HashKind, Ring};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,30 +22,10 @@ pub fn remote_comets(rpc: RpcConfig) -> CometFactory {
     Arc::new(move |instance: &Instance| -> SharedComet {
         match instance.info.rpc.first() {
             Some(addr) => Arc::new(RemoteComet::new(addr.clone(), rpc.clone())),
-            None => Arc::new(NoRpcAddress),
+            // A comet instance that advertises no RPC address: every call fails as unreachable.
+            None => Arc::new(Unavailable),
         }
     })
-}
-
-/// A comet instance that advertises no RPC address: every call fails as unreachable.
-struct NoRpcAddress;
-
-impl CometApi for NoRpcAddress {
-    fn push_private(&self, _: String, _: String, _: u32) -> BoxFuture<'_, Result<Mid, CometError>> {
-        Box::pin(async { Err(CometError::Unreachable) })
-    }
-    fn push_privates(&self, _: Vec<String>, _: String, _: u32) -> BoxFuture<'_, Result<PushPrivatesReply, CometError>> {
-        Box::pin(async { Err(CometError::Unreachable) })
-    }
-    fn add_token(&self, _: String, _: String, _: u64) -> BoxFuture<'_, Result<(), CometError>> {
-        Box::pin(async { Err(CometError::Unreachable) })
-    }
-    fn close_key(&self, _: String) -> BoxFuture<'_, Result<u32, CometError>> {
-        Box::pin(async { Err(CometError::Unreachable) })
-    }
-    fn ping(&self) -> BoxFuture<'_, Result<CometStatus, CometError>> {
-        Box::pin(async { Err(CometError::Unreachable) })
-    }
 }
 
 /// The client protocol a subscriber asks an address for (`p` / `proto`).
@@ -205,7 +185,7 @@ mod tests {
         let m = made.clone();
         let f: CometFactory = Arc::new(move |_: &Instance| -> SharedComet {
             m.fetch_add(1, Ordering::Relaxed);
-            Arc::new(NoRpcAddress)
+            Arc::new(Unavailable)
         });
         (f, made)
     }

@@ -10,7 +10,7 @@ use cluster::membership::watch_comets;
 use cluster::node::NodeInfo;
 use cluster::pool::RpcConfig;
 use cluster::registry::Registration;
-use cluster::rpc::server::serve_comet;
+use cluster::rpc::serve_comet;
 use cluster::zk::{Session, ZkConfig};
 use common::*;
 use ring::{HashKind, Ring};
@@ -60,7 +60,7 @@ async fn server_get_follows_zookeeper_by_the_golden_ring() {
     config.zookeeper = zk_config;
     let deps = WebDeps {
         membership: watch_comets(&session),
-        messages: Arc::new(StoreDouble::default()),
+        messages: Arc::new(FakeStore::default()),
         comets: remote_comets(config.rpc.clone()),
         session: None,
     };
@@ -94,7 +94,7 @@ async fn server_get_follows_zookeeper_by_the_golden_ring() {
 
 /// A comet double served over the real RPC transport on a loopback port.
 struct ServedComet {
-    double: Arc<CometDouble>,
+    double: Arc<FakeComet>,
     addr: String,
     stop: CancellationToken,
 }
@@ -102,7 +102,7 @@ struct ServedComet {
 async fn serve(name: &str) -> ServedComet {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let double = CometDouble::new(name);
+    let double = FakeComet::new(name);
     let stop = CancellationToken::new();
     tokio::spawn(serve_comet(listener, double.clone(), stop.clone()));
     ServedComet { double, addr, stop }
@@ -163,7 +163,7 @@ async fn a_comet_that_stops_answering_is_pruned_and_its_keys_move() {
         let session = Session::start(zk_config.clone());
         let deps = WebDeps {
             membership: watch_comets(&session),
-            messages: Arc::new(StoreDouble::default()),
+            messages: Arc::new(FakeStore::default()),
             comets: remote_comets(rpc.clone()),
             session: Some(session),
         };
@@ -175,7 +175,10 @@ async fn a_comet_that_stops_answering_is_pruned_and_its_keys_move() {
     // The real RPC path works: a push reaches node1's double.
     let r = post(&admin, "/1/admin/push/private?key=Terry-Mao&expire=0", b"{\"a\":1}").await;
     assert_eq!(r.text(), json_200(r#"{"ret":0}"#));
-    assert_eq!(comets[0].double.calls(), [Call::Push { key: "Terry-Mao".into(), msg: "{\"a\":1}".into(), expire: 0 }]);
+    assert_eq!(
+        comets[0].double.calls(),
+        [CometCall::Push { key: "Terry-Mao".into(), msg: "{\"a\":1}".into(), expire: 0 }]
+    );
     assert_eq!(
         get(&public, "/1/server/get?k=Terry-Mao&p=2").await.body(),
         r#"{"data":{"server":"node1:6969"},"ret":0}"#
@@ -213,7 +216,7 @@ async fn a_comet_that_stops_answering_is_pruned_and_its_keys_move() {
     let r = post(&webs[1].admin_addr().to_string(), "/1/admin/push/private?key=Terry-Mao&expire=0", b"2").await;
     assert_eq!(r.text(), json_200(r#"{"ret":0}"#));
     let owner = if new_owner == "node2" { &comets[1] } else { &comets[2] };
-    assert!(owner.double.calls().contains(&Call::Push { key: "Terry-Mao".into(), msg: "2".into(), expire: 0 }));
+    assert!(owner.double.calls().contains(&CometCall::Push { key: "Terry-Mao".into(), msg: "2".into(), expire: 0 }));
     let metrics = get(&admin, "/metrics").await;
     assert!(metrics.body().contains("gopush_web_comet_pruned_total"), "{}", metrics.body());
 
@@ -247,7 +250,7 @@ async fn cluster_deps_wire_zookeeper_and_the_message_pool() {
     assert_eq!(get(&public, "/msg/get?key=a&mid=0").await.text(), json_200(r#"{"msg":"ok","ret":65535}"#));
     let r = post(&admin, "/1/token/add?k=a&t=tok", b"").await;
     assert_eq!(r.text(), json_200(r#"{"ret":0}"#));
-    assert_eq!(comet.double.calls(), [Call::Token { key: "a".into(), token: "tok".into(), expire_secs: 2592000 }]);
+    assert_eq!(comet.double.calls(), [CometCall::Token { key: "a".into(), token: "tok".into(), expire_secs: 2592000 }]);
     web.shutdown().await;
     registration.deregister().await;
     comet.stop.cancel();

@@ -12,12 +12,13 @@ use std::time::Duration;
 const MSG: &str = r#"{"test":1, "h":"<b>&"}"#;
 
 async fn golden_web() -> TestWeb {
-    let store = StoreDouble::with("Terry-Mao", &[(MSG, 13996474938346192), (r#"{"n":2}"#, 13996474938346193)]);
+    let store = FakeStore::with("Terry-Mao", &[(MSG, 13996474938346192), (r#"{"n":2}"#, 13996474938346193)]);
+    store.fail_keys.lock().unwrap().insert("broken".into());
     start_web(loopback_config(), golden_membership(), store).await
 }
 
 async fn empty_web() -> TestWeb {
-    start_web(loopback_config(), Default::default(), Arc::new(StoreDouble::default())).await
+    start_web(loopback_config(), Default::default(), Arc::new(FakeStore::default())).await
 }
 
 #[tokio::test]
@@ -237,15 +238,15 @@ async fn push_private_routes_to_the_owner() {
     let a = w.admin();
     let r = post(&a, "/1/admin/push/private?key=Terry-Mao&expire=30", MSG.as_bytes()).await;
     assert_eq!(r.text(), json_200(r#"{"ret":0}"#));
-    assert_eq!(w.comet("node1").calls(), [Call::Push { key: "Terry-Mao".into(), msg: MSG.into(), expire: 30 }]);
+    assert_eq!(w.comet("node1").calls(), [CometCall::Push { key: "Terry-Mao".into(), msg: MSG.into(), expire: 30 }]);
     let r = post(&a, "/admin/push?key=t1&expire=0&gid=1", b"[1,2]").await;
     assert_eq!(r.text(), json_200(r#"{"ret":0}"#), "legacy alias, gid ignored");
-    assert_eq!(w.comet("node2").calls(), [Call::Push { key: "t1".into(), msg: "[1,2]".into(), expire: 0 }]);
+    assert_eq!(w.comet("node2").calls(), [CometCall::Push { key: "t1".into(), msg: "[1,2]".into(), expire: 0 }]);
     let r = post(&a, "/1/admin/push/private?key=t2&expire=4294967295", b"1").await;
     assert_eq!(r.text(), json_200(r#"{"ret":0}"#), "the largest u32 expire");
     let r = post(&a, "/1/admin/push/private?key=k%20x&expire=1", b"\"s\"").await;
     assert_eq!(r.text(), json_200(r#"{"ret":0}"#));
-    assert!(w.comets.values().any(|c| c.calls().contains(&Call::Push {
+    assert!(w.comets.values().any(|c| c.calls().contains(&CometCall::Push {
         key: "k x".into(),
         msg: "\"s\"".into(),
         expire: 1
@@ -302,9 +303,12 @@ async fn mprivate_groups_per_comet_and_merges_failed_keys() {
     assert_eq!(r.text(), json_200(r#"{"ret":0}"#));
     let pushes = |node: &str| w.comet(node).calls();
     let m = r#"{"test":1}"#.to_string();
-    assert_eq!(pushes("node1"), [Call::Pushes { keys: vec!["Terry-Mao".into()], msg: m.clone(), expire: 60 }]);
-    assert_eq!(pushes("node2"), [Call::Pushes { keys: vec!["t1".into(), "t3".into()], msg: m.clone(), expire: 60 }]);
-    assert_eq!(pushes("node3"), [Call::Pushes { keys: vec!["t2".into()], msg: m.clone(), expire: 60 }]);
+    assert_eq!(pushes("node1"), [CometCall::Pushes { keys: vec!["Terry-Mao".into()], msg: m.clone(), expire: 60 }]);
+    assert_eq!(
+        pushes("node2"),
+        [CometCall::Pushes { keys: vec!["t1".into(), "t3".into()], msg: m.clone(), expire: 60 }]
+    );
+    assert_eq!(pushes("node3"), [CometCall::Pushes { keys: vec!["t2".into()], msg: m.clone(), expire: 60 }]);
 
     // Keys the comets report as failed come back in fk, in request order.
     let fks = ["fk1", "fk2", "fk3", "fk4", "fk5", "fk6"];
@@ -389,9 +393,12 @@ async fn token_add_goes_to_the_owning_comet() {
     assert_eq!(r.text(), json_200(r#"{"ret":0}"#));
     assert_eq!(
         w.comet("node1").calls(),
-        [Call::Token { key: "Terry-Mao".into(), token: "tok1".into(), expire_secs: web::DEFAULT_TOKEN_SECS }]
+        [CometCall::Token { key: "Terry-Mao".into(), token: "tok1".into(), expire_secs: web::DEFAULT_TOKEN_SECS }]
     );
-    assert_eq!(w.comet("node2").calls(), [Call::Token { key: "t1".into(), token: "tok2".into(), expire_secs: 60 }]);
+    assert_eq!(
+        w.comet("node2").calls(),
+        [CometCall::Token { key: "t1".into(), token: "tok2".into(), expire_secs: 60 }]
+    );
     for q in [
         "t=x",
         "k=a",
@@ -420,7 +427,7 @@ async fn token_add_goes_to_the_owning_comet() {
 async fn admin_token_guards_the_admin_api() {
     let mut config = loopback_config();
     config.base.admin_token = "s3cret".into();
-    let w = start_web(config, golden_membership(), Arc::new(StoreDouble::default())).await;
+    let w = start_web(config, golden_membership(), Arc::new(FakeStore::default())).await;
     let a = w.admin();
     let unauthorized = "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nWww-Authenticate: Bearer\r\nContent-Length: 13\r\n\r\nUnauthorized\n";
     for headers in
@@ -489,7 +496,7 @@ async fn keep_alive_serves_many_requests_per_connection() {
 async fn oversized_bodies_are_refused() {
     let mut config = loopback_config();
     config.base.max_body = 1024;
-    let w = start_web(config, golden_membership(), Arc::new(StoreDouble::default())).await;
+    let w = start_web(config, golden_membership(), Arc::new(FakeStore::default())).await;
     let a = w.admin();
     let exact = format!("[{}]", "1,".repeat(510) + "1");
     assert_eq!(exact.len(), 1023);
@@ -531,7 +538,7 @@ async fn oversized_bodies_are_refused() {
 async fn slow_and_idle_clients_are_cut_off() {
     let mut config = loopback_config();
     config.base.http_timeout = Duration::from_millis(300);
-    let w = start_web(config, golden_membership(), Arc::new(StoreDouble::default())).await;
+    let w = start_web(config, golden_membership(), Arc::new(FakeStore::default())).await;
     // An idle connection, and one that never finishes its head, are closed after the timeout.
     for first in [&b""[..], b"GET /1/time/get HTTP/1.1\r\nHo"] {
         let mut s = Conn::open(&w.public()).await;

@@ -3,15 +3,13 @@
 //! WebSocket clients that check bytes exactly.
 #![allow(dead_code)]
 
-use cluster::rpc::{BoxFuture, MessageApi, Mid, StoreError, StoreHealth, StoredMessage};
 use cluster::{CometMembership, NodeInfo};
 use comet::{Comet, CometConfig, CometDeps};
 use futures::StreamExt;
 use ring::{HashKind, Ring};
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,79 +21,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Generous wait for things that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// One recorded save: keys, message, mid, expire.
-pub type Save = (Vec<String>, String, Mid, u32);
-
-/// A message store double: records saves, keeps tokens, fails on request.
-#[derive(Default)]
-pub struct MemStore {
-    pub saved: Mutex<Vec<Save>>,
-    pub tokens: Mutex<HashMap<(String, String), u64>>,
-    pub fail_save: AtomicBool,
-    pub fail_keys: Mutex<HashSet<String>>,
-    pub fail_tokens: AtomicBool,
-}
-
-impl MemStore {
-    pub fn new() -> Arc<MemStore> {
-        Arc::new(MemStore::default())
-    }
-    pub fn saves(&self) -> Vec<Save> {
-        self.saved.lock().unwrap().clone()
-    }
-}
-
-impl MessageApi for MemStore {
-    fn save_private(&self, key: String, msg: String, mid: Mid, expire: u32) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            if self.fail_save.load(Ordering::SeqCst) {
-                return Err(StoreError::Backend);
-            }
-            self.saved.lock().unwrap().push((vec![key], msg, mid, expire));
-            Ok(())
-        })
-    }
-    fn save_privates(
-        &self,
-        keys: Vec<String>,
-        msg: String,
-        mid: Mid,
-        expire: u32,
-    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        Box::pin(async move {
-            if self.fail_save.load(Ordering::SeqCst) {
-                return Err(StoreError::Backend);
-            }
-            let bad = self.fail_keys.lock().unwrap().clone();
-            let (failed, ok): (Vec<String>, Vec<String>) = keys.into_iter().partition(|k| bad.contains(k));
-            self.saved.lock().unwrap().push((ok, msg, mid, expire));
-            Ok(failed)
-        })
-    }
-    fn get_private(&self, _key: String, _after: Mid) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    fn del_private(&self, _key: String) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            self.tokens.lock().unwrap().insert((key, token), expire_secs);
-            Ok(())
-        })
-    }
-    fn check_token(&self, key: String, token: String) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(async move {
-            if self.fail_tokens.load(Ordering::SeqCst) {
-                return Err(StoreError::Unreachable);
-            }
-            Ok(self.tokens.lock().unwrap().contains_key(&(key, token)))
-        })
-    }
-    fn ping(&self) -> BoxFuture<'_, Result<StoreHealth, StoreError>> {
-        Box::pin(async { Ok(StoreHealth { backend: "test".into(), shards: vec![("mem".into(), true)] }) })
-    }
-}
+pub use cluster::testing::FakeStore;
 
 /// A comet config on loopback port 0 with no waiting on shutdown or migration.
 pub fn test_config() -> CometConfig {
@@ -130,7 +56,7 @@ pub fn keys_of(node: &str, prefix: &str, n: usize) -> Vec<String> {
 
 pub struct Running {
     pub comet: Comet,
-    pub store: Arc<MemStore>,
+    pub store: Arc<FakeStore>,
     pub membership: watch::Sender<Arc<CometMembership>>,
 }
 
@@ -149,7 +75,7 @@ pub async fn start(config: CometConfig) -> Running {
 }
 
 pub async fn start_with(config: CometConfig, m: CometMembership) -> Running {
-    let store = MemStore::new();
+    let store = FakeStore::new();
     let (tx, rx) = watch::channel(Arc::new(m));
     let deps = CometDeps { membership: rx, messages: store.clone(), session: None };
     let comet = Comet::start(config, deps).await.expect("comet starts");

@@ -1,162 +1,21 @@
-//! Shared by the web crate's integration tests: recording doubles of a comet and of the message
-//! store (the real ones live in other crates), a raw HTTP/1.1 client that returns the exact bytes
+//! Shared by the web crate's integration tests: the shared RPC doubles (`cluster::testing`), a raw
+//! HTTP/1.1 client that returns the exact bytes
 //! of a response, and a web node started on loopback ports chosen by the OS.
 
 #![allow(dead_code)]
 
 use cluster::membership::CometMembership;
 use cluster::node::{Instance, NodeInfo};
-use cluster::rpc::{
-    BoxFuture, CometApi, CometError, CometStatus, MessageApi, Mid, PushPrivatesReply, SharedComet, StoreError,
-    StoreHealth, StoredMessage,
-};
+use cluster::rpc::SharedComet;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use web::{CometFactory, Web, WebConfig, WebDeps};
 
-/// One call a comet double received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Call {
-    Push { key: String, msg: String, expire: u32 },
-    Pushes { keys: Vec<String>, msg: String, expire: u32 },
-    Token { key: String, token: String, expire_secs: u64 },
-}
-
-/// A comet double: records calls. Keys starting with `notmine` are refused as not owned, keys
-/// starting with `fk` fail inside multi-pushes, and `down` makes every call fail as unreachable.
-#[derive(Default)]
-pub struct CometDouble {
-    pub name: String,
-    pub calls: Mutex<Vec<Call>>,
-    pub down: AtomicBool,
-}
-
-impl CometDouble {
-    pub fn new(name: &str) -> Arc<CometDouble> {
-        Arc::new(CometDouble { name: name.into(), ..Default::default() })
-    }
-
-    pub fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    fn record(&self, call: Call) -> Result<(), CometError> {
-        if self.down.load(Ordering::Relaxed) {
-            return Err(CometError::Unreachable);
-        }
-        self.calls.lock().unwrap().push(call);
-        Ok(())
-    }
-}
-
-impl CometApi for CometDouble {
-    fn push_private(&self, key: String, msg: String, expire: u32) -> BoxFuture<'_, Result<Mid, CometError>> {
-        Box::pin(async move {
-            if key.is_empty() {
-                return Err(CometError::BadKey);
-            }
-            if key.starts_with("notmine") {
-                return Err(CometError::NotOwner);
-            }
-            if cluster::gojson::compact(&msg).is_none() {
-                return Err(CometError::BadMessage);
-            }
-            self.record(Call::Push { key, msg, expire })?;
-            Ok(1)
-        })
-    }
-    fn push_privates(
-        &self,
-        keys: Vec<String>,
-        msg: String,
-        expire: u32,
-    ) -> BoxFuture<'_, Result<PushPrivatesReply, CometError>> {
-        Box::pin(async move {
-            let failed = keys.iter().filter(|k| k.starts_with("fk")).cloned().collect();
-            self.record(Call::Pushes { keys, msg, expire })?;
-            Ok(PushPrivatesReply { mid: 1, failed })
-        })
-    }
-    fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), CometError>> {
-        Box::pin(async move { self.record(Call::Token { key, token, expire_secs }) })
-    }
-    fn close_key(&self, _: String) -> BoxFuture<'_, Result<u32, CometError>> {
-        Box::pin(async { Ok(0) })
-    }
-    fn ping(&self) -> BoxFuture<'_, Result<CometStatus, CometError>> {
-        Box::pin(async move {
-            if self.down.load(Ordering::Relaxed) {
-                return Err(CometError::Unreachable);
-            }
-            Ok(CometStatus { node: self.name.clone(), connections: 0, channels: 0, serving: true })
-        })
-    }
-}
-
-/// A message-store double: fixed messages per key; the key `broken` fails as a backend error.
-#[derive(Default)]
-pub struct StoreDouble {
-    pub messages: Mutex<HashMap<String, Vec<StoredMessage>>>,
-    pub deleted: Mutex<Vec<String>>,
-}
-
-impl StoreDouble {
-    pub fn with(key: &str, msgs: &[(&str, Mid)]) -> Arc<StoreDouble> {
-        let store = StoreDouble::default();
-        store.messages.lock().unwrap().insert(
-            key.to_string(),
-            msgs.iter().map(|(m, mid)| StoredMessage { msg: m.to_string(), mid: *mid, gid: 0 }).collect(),
-        );
-        Arc::new(store)
-    }
-}
-
-impl MessageApi for StoreDouble {
-    fn save_private(&self, _: String, _: String, _: Mid, _: u32) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn save_privates(
-        &self,
-        _: Vec<String>,
-        _: String,
-        _: Mid,
-        _: u32,
-    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    fn get_private(&self, key: String, after: Mid) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
-        Box::pin(async move {
-            if key == "broken" {
-                return Err(StoreError::Backend);
-            }
-            let all = self.messages.lock().unwrap().get(&key).cloned().unwrap_or_default();
-            Ok(all.into_iter().filter(|m| m.mid > after).collect())
-        })
-    }
-    fn del_private(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            if key == "broken" {
-                return Err(StoreError::Backend);
-            }
-            self.deleted.lock().unwrap().push(key);
-            Ok(())
-        })
-    }
-    fn add_token(&self, _: String, _: String, _: u64) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn check_token(&self, _: String, _: String) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(async { Ok(true) })
-    }
-    fn ping(&self) -> BoxFuture<'_, Result<StoreHealth, StoreError>> {
-        Box::pin(async { Ok(StoreHealth { backend: "memory".into(), shards: vec![] }) })
-    }
-}
+pub use cluster::testing::{CometCall, FakeComet, FakeStore};
 
 /// A comet node's advertised info with distinct, recognisable addresses.
 pub fn comet_info(name: &str, weight: u32, ws: bool) -> NodeInfo {
@@ -180,8 +39,8 @@ pub fn golden_membership() -> CometMembership {
 /// A web node in front of comet doubles (one per node of `membership`) and `store`.
 pub struct TestWeb {
     pub web: Web,
-    pub comets: HashMap<String, Arc<CometDouble>>,
-    pub store: Arc<StoreDouble>,
+    pub comets: HashMap<String, Arc<FakeComet>>,
+    pub store: Arc<FakeStore>,
     pub membership: watch::Sender<Arc<CometMembership>>,
 }
 
@@ -192,7 +51,7 @@ impl TestWeb {
     pub fn admin(&self) -> String {
         self.web.admin_addr().to_string()
     }
-    pub fn comet(&self, node: &str) -> &CometDouble {
+    pub fn comet(&self, node: &str) -> &FakeComet {
         &self.comets[node]
     }
 }
@@ -205,15 +64,15 @@ pub fn loopback_config() -> WebConfig {
     config
 }
 
-pub async fn start_web(config: WebConfig, membership: CometMembership, store: Arc<StoreDouble>) -> TestWeb {
-    let comets: HashMap<String, Arc<CometDouble>> =
-        membership.nodes.keys().map(|n| (n.clone(), CometDouble::new(n))).collect();
+pub async fn start_web(config: WebConfig, membership: CometMembership, store: Arc<FakeStore>) -> TestWeb {
+    let comets: HashMap<String, Arc<FakeComet>> =
+        membership.nodes.keys().map(|n| (n.clone(), FakeComet::new(n))).collect();
     let by_path = comets.clone();
     let factory: CometFactory = Arc::new(move |i: &Instance| -> SharedComet {
         let name = i.path.strip_prefix("fixed:").unwrap_or(&i.path);
         match by_path.get(name) {
             Some(c) => c.clone(),
-            None => CometDouble::new(name),
+            None => FakeComet::new(name),
         }
     });
     let (tx, rx) = watch::channel(Arc::new(membership));
