@@ -18,6 +18,6 @@ pub mod testing;
 pub mod zk;
 
 pub use membership::{CometMembership, CometNode, MessageMembership};
-pub use node::{Instance, NodeInfo};
+pub use node::{Instance, NodeInfo, Proto};
 pub use registry::Registration;
 pub use zk::{Session, ZkConfig};

@@ -88,3 +88,74 @@ mod tests {
         assert_eq!(sequence_of("xxxxxxxxxxxx"), None);
     }
 }
+
+/// A client protocol: which listener a client uses, which frames it is sent and which address
+/// list of a [`NodeInfo`] routes it. The comet, web and the bench all mean this one thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// The RESP-like TCP protocol: `$len\r\n<json>\r\n` frames.
+    Tcp,
+    /// WebSocket `/sub`: one text frame per message.
+    #[serde(rename = "ws")]
+    WebSocket,
+}
+
+impl Proto {
+    /// Upstream's `p` parameter of `/1/server/get`: `1` is WebSocket, `2` is TCP.
+    pub fn from_param(p: &str) -> Option<Proto> {
+        match p {
+            "1" => Some(Proto::WebSocket),
+            "2" => Some(Proto::Tcp),
+            _ => None,
+        }
+    }
+
+    /// The `p` parameter that asks for this protocol.
+    pub fn param(self) -> u8 {
+        match self {
+            Proto::WebSocket => 1,
+            Proto::Tcp => 2,
+        }
+    }
+
+    /// Its short name in logs, metrics labels and command lines: `tcp` or `ws`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::WebSocket => "ws",
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Proto {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Proto, String> {
+        match s {
+            "tcp" => Ok(Proto::Tcp),
+            "ws" | "websocket" => Ok(Proto::WebSocket),
+            other => Err(format!("unknown protocol {other:?}: expected tcp or ws")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod proto_tests {
+    use super::Proto;
+
+    #[test]
+    fn names_and_params_round_trip() {
+        for p in [Proto::Tcp, Proto::WebSocket] {
+            assert_eq!(p.name().parse::<Proto>(), Ok(p));
+            assert_eq!(Proto::from_param(&p.param().to_string()), Some(p));
+        }
+        assert_eq!(Proto::from_param("3"), None);
+        assert!("udp".parse::<Proto>().is_err());
+    }
+}
