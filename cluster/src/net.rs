@@ -84,6 +84,48 @@ pub fn is_loopback(addr: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Splits `host:port` (the host may be empty or a bracketed IPv6 address).
+pub fn split_host_port(addr: &str) -> Result<(&str, u16), String> {
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("{addr:?} is not host:port"))?;
+    let port = port.parse::<u16>().map_err(|_| format!("{addr:?} has no valid port"))?;
+    Ok((host, port))
+}
+
+/// Checks the rule every registered process follows: what it advertises is what others dial, so
+/// a wildcard bind needs an advertised address, and an advertised address must be a real
+/// `host:port` (not a wildcard, not port 0). `bind_key` and `advertise_key` name the config keys
+/// in the error.
+pub fn check_advertise(
+    bind_key: &str,
+    binds: &[String],
+    advertise_key: &str,
+    advertise: &[String],
+) -> Result<(), String> {
+    for (i, a) in binds.iter().enumerate() {
+        split_host_port(a).map_err(|e| format!("{bind_key}[{i}]: {e}"))?;
+    }
+    if advertise.is_empty() {
+        if let Some(a) = binds.iter().find(|a| is_wildcard(a)) {
+            return Err(format!(
+                "{advertise_key}: {bind_key} {a:?} listens on every interface, so say which address other \
+                 processes should dial (e.g. {advertise_key} = [\"10.0.0.5:{}\"])",
+                split_host_port(a).map_or(0, |(_, p)| p)
+            ));
+        }
+    }
+    for (i, a) in advertise.iter().enumerate() {
+        match split_host_port(a) {
+            Err(e) => return Err(format!("{advertise_key}[{i}]: {e}")),
+            Ok(_) if is_wildcard(a) => {
+                return Err(format!("{advertise_key}[{i}]: {a:?} is a wildcard address nobody can dial"));
+            }
+            Ok((_, 0)) => return Err(format!("{advertise_key}[{i}]: {a:?} has port 0")),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// One accepted connection.
 pub struct Accepted {
     /// The socket, with `TCP_NODELAY` set: Go sets it by default and clients expect each push
@@ -169,6 +211,18 @@ mod tests {
         for a in ["0.0.0.0:1", ":1", "10.0.0.1:1", "example.com:1"] {
             assert!(!is_loopback(a), "{a}");
         }
+    }
+
+    #[test]
+    fn advertise_rules() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_advertise("b", &v(&["127.0.0.1:1"]), "a", &[]).is_ok());
+        let e = check_advertise("base.rpc_bind", &v(&["0.0.0.0:8070"]), "base.advertise", &[]).unwrap_err();
+        assert!(e.starts_with("base.advertise:") && e.contains("0.0.0.0:8070"), "{e}");
+        assert!(check_advertise("b", &v(&[":8070"]), "a", &v(&["10.0.0.5:8070"])).is_ok());
+        assert!(check_advertise("b", &v(&["nope"]), "a", &[]).unwrap_err().starts_with("b[0]:"));
+        assert!(check_advertise("b", &[], "a", &v(&["0.0.0.0:1"])).unwrap_err().contains("wildcard"));
+        assert!(check_advertise("b", &[], "a", &v(&["h:0"])).unwrap_err().contains("port 0"));
     }
 
     #[tokio::test]
