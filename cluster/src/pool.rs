@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use tarpc::client::RpcError;
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// Deadlines and health checks of RPC clients (upstream's `[rpc]` section, extended).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -29,9 +29,40 @@ pub struct RpcConfig {
     /// Deadline of one call, from send to answer.
     #[serde(deserialize_with = "de_duration")]
     pub timeout: Duration,
-    /// Deadline of dialling a remote instance.
+    /// Deadline of dialling a remote instance, the authentication handshake included.
     #[serde(deserialize_with = "de_duration")]
     pub connect_timeout: Duration,
+    /// The secret every process of the cluster shares; RPC connections prove they know it
+    /// without sending it. Empty means none, which only suits loopback or a private network.
+    pub secret: Secret,
+    /// Most RPC connections a server keeps open at once; more wait in the accept backlog.
+    pub max_connections: usize,
+    /// An RPC connection with no request for this long is closed by the server.
+    #[serde(deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
+}
+
+/// A configured secret: never printed, so configs can be logged.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when none is configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
 }
 
 impl Default for RpcConfig {
@@ -41,14 +72,19 @@ impl Default for RpcConfig {
             ping_failures: 3,
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
+            secret: Secret::default(),
+            max_connections: 1024,
+            // Web pings every comet each second and comets keep their store connection busy, so
+            // only abandoned connections sit idle this long.
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }
 
 /// A tarpc client type an [`Endpoint`] can dial.
 pub trait Dial: Clone + Send + Sync + 'static {
-    /// Connects to `addr` and spawns the client's dispatch task.
-    fn dial(addr: &str, timeout: Duration) -> impl Future<Output = io::Result<Self>> + Send;
+    /// Connects to `addr`, proves the shared secret and spawns the client's dispatch task.
+    fn dial(addr: &str, secret: &str, timeout: Duration) -> impl Future<Output = io::Result<Self>> + Send;
 }
 
 fn client_config() -> tarpc::client::Config {
@@ -60,14 +96,14 @@ fn client_config() -> tarpc::client::Config {
 }
 
 impl Dial for CometRpcClient {
-    async fn dial(addr: &str, timeout: Duration) -> io::Result<Self> {
-        Ok(CometRpcClient::new(client_config(), connect(addr, timeout).await?).spawn())
+    async fn dial(addr: &str, secret: &str, timeout: Duration) -> io::Result<Self> {
+        Ok(CometRpcClient::new(client_config(), connect(addr, secret, timeout).await?).spawn())
     }
 }
 
 impl Dial for MessageRpcClient {
-    async fn dial(addr: &str, timeout: Duration) -> io::Result<Self> {
-        Ok(MessageRpcClient::new(client_config(), connect(addr, timeout).await?).spawn())
+    async fn dial(addr: &str, secret: &str, timeout: Duration) -> io::Result<Self> {
+        Ok(MessageRpcClient::new(client_config(), connect(addr, secret, timeout).await?).spawn())
     }
 }
 
@@ -121,7 +157,7 @@ impl<C: Dial> Endpoint<C> {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
-        let c = C::dial(&self.addr, self.config.connect_timeout).await?;
+        let c = C::dial(&self.addr, self.config.secret.expose(), self.config.connect_timeout).await?;
         debug!(addr = %self.addr, "rpc connected");
         if let Ok(mut slot) = self.client.lock() {
             *slot = Some(c.clone());
@@ -129,11 +165,21 @@ impl<C: Dial> Endpoint<C> {
         Ok(c)
     }
 
-    fn record(&self, ok: bool) {
-        if ok {
-            self.failures.store(0, Ordering::Relaxed);
-        } else {
-            self.failures.fetch_add(1, Ordering::Relaxed);
+    /// Counts a call's outcome. Operators hear of an instance once when it becomes unhealthy and
+    /// once when it answers again, never once per failed call.
+    fn record(&self, outcome: Result<(), &dyn std::fmt::Display>) {
+        let threshold = self.config.ping_failures.max(1);
+        match outcome {
+            Ok(()) => {
+                if self.failures.swap(0, Ordering::Relaxed) >= threshold {
+                    info!(addr = %self.addr, "rpc peer answers again");
+                }
+            }
+            Err(reason) => {
+                if self.failures.fetch_add(1, Ordering::Relaxed) + 1 == threshold {
+                    warn!(addr = %self.addr, %reason, failures = threshold, "rpc peer unreachable");
+                }
+            }
         }
     }
 
@@ -150,17 +196,17 @@ impl<C: Dial> Endpoint<C> {
             Ok(c) => c,
             Err(e) => {
                 debug!(addr = %self.addr, error = %e, "rpc dial failed");
-                self.record(false);
+                self.record(Err(&e));
                 return Err(E::unreachable());
             }
         };
         match f(client, context(self.config.timeout), args).await {
             Ok(answer) => {
-                self.record(true);
+                self.record(Ok(()));
                 answer
             }
             Err(e) => {
-                self.record(false);
+                self.record(Err(&e));
                 if !matches!(e, RpcError::DeadlineExceeded) {
                     if let Ok(mut slot) = self.client.lock() {
                         *slot = None;

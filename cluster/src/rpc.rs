@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
 
-mod service;
+pub(crate) mod service;
 pub mod transport;
 
 use service::rpc_service;

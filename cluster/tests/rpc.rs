@@ -21,7 +21,7 @@ fn fast() -> RpcConfig {
 async fn start_comet(listener: TcpListener) -> (CancellationToken, Arc<FakeComet>) {
     let stop = CancellationToken::new();
     let comet = Arc::new(FakeComet { name: "node1".into(), connections: 3, ..Default::default() });
-    tokio::spawn(serve_comet(listener, comet.clone(), stop.clone()));
+    tokio::spawn(serve_comet(listener, comet.clone(), RpcConfig::default(), stop.clone()));
     (stop, comet)
 }
 
@@ -32,7 +32,7 @@ async fn start_store(name: &'static str) -> (String, Arc<FakeStore>, Cancellatio
     let store = FakeStore::with("k", &[(&format!("\"{name}\""), 6)]);
     store.fail_keys.lock().unwrap().insert("x".into());
     let stop = CancellationToken::new();
-    tokio::spawn(serve_message(listener, store.clone(), stop.clone()));
+    tokio::spawn(serve_message(listener, store.clone(), RpcConfig::default(), stop.clone()));
     (addr, store, stop)
 }
 

@@ -99,7 +99,12 @@ impl Comet {
         // From here on, an early return drops `comet`, whose Drop cancels every task started.
         for l in rpc_listeners {
             let api: SharedComet = api.clone();
-            comet.tasks.push(tokio::spawn(cluster::rpc::serve_comet(l, api, comet.servers.clone())));
+            comet.tasks.push(tokio::spawn(cluster::rpc::serve_comet(
+                l,
+                api,
+                shared.config.rpc.clone(),
+                comet.servers.clone(),
+            )));
         }
         if let Some(l) = stat_listener {
             comet.tasks.push(tokio::spawn(serve_stat(l, health_fn(shared.clone()), comet.servers.clone())));

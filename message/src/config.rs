@@ -26,6 +26,8 @@ pub struct MessageConfig {
     pub redis: RedisConfig,
     /// Where the node registers itself.
     pub zookeeper: ZkConfig,
+    /// The RPC server: the shared secret, the connection cap and the idle timeout.
+    pub rpc: cluster::pool::RpcConfig,
 }
 
 /// `[base]`: where the node listens and what it advertises.

@@ -69,8 +69,10 @@ impl MessageServer {
 
         // Serving stops only after deregistration, so it has its own token.
         let serving = CancellationToken::new();
-        let mut tasks: Vec<JoinHandle<()>> =
-            listeners.into_iter().map(|l| tokio::spawn(serve_message(l, store.clone(), serving.clone()))).collect();
+        let mut tasks: Vec<JoinHandle<()>> = listeners
+            .into_iter()
+            .map(|l| tokio::spawn(serve_message(l, store.clone(), config.rpc.clone(), serving.clone())))
+            .collect();
         tasks.push(tokio::spawn(serve_stat(stat, health_of(store.clone()), serving.clone())));
 
         let session = Session::start(config.zookeeper.clone());

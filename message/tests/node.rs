@@ -45,7 +45,7 @@ async fn message_rpc_end_to_end_over_redis() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
-    let serving = tokio::spawn(serve_message(listener, store, shutdown.clone()));
+    let serving = tokio::spawn(serve_message(listener, store, RpcConfig::default(), shutdown.clone()));
 
     let pool = MessagePool::new(RpcConfig::default());
     pool.set(vec![(addr, 1)]);

@@ -104,7 +104,7 @@ async fn serve(name: &str) -> ServedComet {
     let addr = listener.local_addr().unwrap().to_string();
     let double = FakeComet::new(name);
     let stop = CancellationToken::new();
-    tokio::spawn(serve_comet(listener, double.clone(), stop.clone()));
+    tokio::spawn(serve_comet(listener, double.clone(), RpcConfig::default(), stop.clone()));
     ServedComet { double, addr, stop }
 }
 
@@ -153,6 +153,7 @@ async fn a_comet_that_stops_answering_is_pruned_and_its_keys_move() {
         ping_failures: 3,
         timeout: Duration::from_millis(300),
         connect_timeout: Duration::from_millis(300),
+        ..RpcConfig::default()
     };
     // Two web nodes prune at once, each with its own session: deletes must not conflict.
     let mut webs = Vec::new();
