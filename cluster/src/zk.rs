@@ -138,7 +138,7 @@ async fn keep_session(config: ZkConfig, tx: watch::Sender<Option<Live>>) {
                 let session = client.session_id();
                 match link.up() {
                     Some(after) => {
-                        info!(addr, generation, ?session, ?after, "zookeeper reachable again; session established")
+                        info!(addr, generation, ?session, ?after, "zookeeper session established (reachable again)")
                     }
                     None => info!(addr, generation, ?session, "zookeeper session established"),
                 }
@@ -215,7 +215,7 @@ mod tests {
     use tracing_subscriber::fmt::MakeWriter;
 
     const WARNED: &str = "zookeeper unreachable";
-    const RECOVERED: &str = "zookeeper reachable again";
+    const RECOVERED: &str = "reachable again";
 
     /// Everything the code under test logged, as text.
     #[derive(Clone, Default)]
