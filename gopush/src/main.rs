@@ -92,9 +92,13 @@ enum ConfigAction {
 /// The roles that read a config file.
 #[derive(Clone, Copy, ValueEnum)]
 enum RoleName {
+    /// `gopush standalone`'s file.
     Standalone,
+    /// `gopush comet`'s file.
     Comet,
+    /// `gopush web`'s file.
     Web,
+    /// `gopush message`'s file.
     Message,
 }
 
