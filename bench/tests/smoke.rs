@@ -13,7 +13,8 @@ fn conns_config(s: &Standalone, proto: Proto, via_web: bool) -> ConnsConfig {
     let comet = match proto {
         Proto::Tcp => s.tcp_addr(),
         Proto::Ws => s.ws_addr(),
-    };
+    }
+    .expect("ephemeral() enables both protocols");
     ConnsConfig {
         web: format!("http://{}", s.public_addr()),
         comet: (!via_web).then(|| comet.to_string()),

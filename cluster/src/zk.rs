@@ -7,10 +7,10 @@
 use crate::config::de_duration;
 use serde::Deserialize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use zookeeper_client as zk;
 
 /// Where ZooKeeper is and where in it gopush keeps its nodes (upstream's `[zookeeper]` section).
@@ -108,36 +108,89 @@ impl Session {
     }
 }
 
+/// How long a connect attempt may go unanswered before the outage is reported; the attempt itself
+/// goes on, since the client library keeps trying the ensemble's hosts within its own deadline.
+const SLOW_CONNECT: Duration = Duration::from_secs(2);
+
 async fn keep_session(config: ZkConfig, tx: watch::Sender<Option<Live>>) {
     let mut generation = 0u64;
     let mut backoff = Duration::from_millis(100);
+    // Operators need to hear about an outage once, not once per retry every few seconds.
+    let mut link = Link::default();
+    let addr = config.addr.as_str();
     loop {
         let connecting = zk::Client::connector()
             .with_session_timeout(config.timeout)
             .with_connection_timeout(config.timeout.min(Duration::from_secs(5)))
-            .connect(&config.addr);
-        match connecting.await {
+            .connect(addr);
+        tokio::pin!(connecting);
+        let connected = tokio::select! {
+            r = &mut connecting => r,
+            _ = tokio::time::sleep(SLOW_CONNECT) => {
+                link.down(addr, "no session within 2s");
+                connecting.await
+            }
+        };
+        match connected {
             Ok(client) => {
                 generation += 1;
                 backoff = Duration::from_millis(100);
-                info!(addr = %config.addr, generation, session = ?client.session_id(), "zookeeper session established");
+                let session = client.session_id();
+                match link.up() {
+                    Some(after) => {
+                        info!(addr, generation, ?session, ?after, "zookeeper session established (reachable again)")
+                    }
+                    None => info!(addr, generation, ?session, "zookeeper session established"),
+                }
                 let mut state = client.state_watcher();
                 tx.send_replace(Some(Live { client: client.clone(), generation }));
                 loop {
                     let s = state.changed().await;
                     if s.is_terminated() {
-                        warn!(addr = %config.addr, state = ?s, "zookeeper session ended; starting a new one");
+                        warn!(addr, state = ?s, "zookeeper session ended; starting a new one");
                         break;
+                    }
+                    match s {
+                        zk::SessionState::Disconnected => link.down(addr, "connection lost"),
+                        zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                            if let Some(after) = link.up() {
+                                info!(addr, ?after, "zookeeper reachable again; session kept");
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 tx.send_replace(None);
             }
             Err(e) => {
-                warn!(addr = %config.addr, error = %e, "cannot reach zookeeper; retrying in {backoff:?}");
+                link.down(addr, &e.to_string());
+                debug!(addr, error = %e, "cannot reach zookeeper; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(3));
             }
         }
+    }
+}
+
+/// Whether ZooKeeper answered last time we tried, so each change is logged exactly once.
+#[derive(Default)]
+struct Link {
+    /// Set while ZooKeeper is unreachable (after the WARN, before the INFO).
+    down_since: Option<Instant>,
+}
+
+impl Link {
+    /// A connect attempt failed, is slow, or the connection dropped: WARN on the first one only.
+    fn down(&mut self, addr: &str, why: &str) {
+        if self.down_since.is_none() {
+            self.down_since = Some(Instant::now());
+            warn!(addr, error = why, "zookeeper unreachable; retrying quietly until it answers");
+        }
+    }
+
+    /// Connected: how long the reported outage lasted, if one was reported (the caller logs it).
+    fn up(&mut self) -> Option<Duration> {
+        self.down_since.take().map(|since| since.elapsed())
     }
 }
 
@@ -151,5 +204,102 @@ pub(crate) async fn ensure_path(client: &zk::Client, path: &str) -> Result<(), z
     match client.mkdir(path, &open_acl(zk::CreateMode::Persistent)).await {
         Ok(()) | Err(zk::Error::NodeExists) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Instant;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    const WARNED: &str = "zookeeper unreachable";
+    const RECOVERED: &str = "reachable again";
+
+    /// Everything the code under test logged, as text.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Log {
+        type Writer = Log;
+        fn make_writer(&'a self) -> Log {
+            self.clone()
+        }
+    }
+
+    impl Log {
+        fn count(&self, needle: &str) -> usize {
+            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).matches(needle).count()
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+        }
+
+        /// Waits until `needle` was logged at least once; panics with the log after `limit`.
+        async fn wait_for(&self, needle: &str, limit: Duration) {
+            let deadline = Instant::now() + limit;
+            while self.count(needle) == 0 {
+                assert!(Instant::now() < deadline, "no {needle:?} within {limit:?}; log:\n{}", self.text());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Captures INFO and above from this (current-thread) runtime's tasks.
+    fn capture() -> (Log, tracing::subscriber::DefaultGuard) {
+        let log = Log::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        (log, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn config(addr: String) -> ZkConfig {
+        ZkConfig { addr, timeout: Duration::from_secs(30), ..ZkConfig::default() }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_zookeeper_is_reported_once_not_per_retry() {
+        let (log, _guard) = capture();
+        let port = testkit::free_port(); // nothing listens there
+        let _session = Session::start(config(format!("127.0.0.1:{port}")));
+        log.wait_for(WARNED, Duration::from_secs(10)).await;
+        // Several connect attempts later, still the one line.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(log.count(WARNED), 1, "{}", log.text());
+        assert_eq!(log.count(" WARN "), 1, "{}", log.text());
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_reported_once_and_its_end_once() {
+        let Some(mut zk) = testkit::ZkServer::start() else { return };
+        let (log, _guard) = capture();
+        let session = Session::start(config(zk.addr()));
+        tokio::time::timeout(Duration::from_secs(60), session.live()).await.expect("connects to ZooKeeper");
+        assert_eq!(log.count(WARNED), 0, "{}", log.text());
+
+        zk.stop();
+        log.wait_for(WARNED, Duration::from_secs(20)).await;
+        tokio::time::sleep(Duration::from_secs(4)).await; // the client keeps retrying meanwhile
+        assert_eq!(log.count(WARNED), 1, "{}", log.text());
+
+        zk.start_again();
+        log.wait_for(RECOVERED, Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!((log.count(WARNED), log.count(RECOVERED)), (1, 1), "{}", log.text());
     }
 }

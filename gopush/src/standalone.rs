@@ -1,4 +1,4 @@
-//! Standalone mode (DESIGN decision 14): web, one comet and the in-memory store in one process, with
+//! Standalone mode: web, one comet and the in-memory store in one process, with
 //! the same public and admin APIs and client protocols as a cluster. The comet is its own ring's only
 //! node and web reaches it in-process through `CometApi`, so a push costs no RPC hop.
 
@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use web::{Web, WebConfig, WebDeps};
 
 /// `standalone.toml`: the web and comet sections of the cluster configs, and the store's cap.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StandaloneConfig {
     /// The web node (its `[web.zookeeper]` section is unused).
@@ -25,7 +25,7 @@ pub struct StandaloneConfig {
 }
 
 /// `[store]`: the in-memory offline store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Newest messages kept per key (upstream's `redis:store`).
@@ -97,14 +97,14 @@ impl Standalone {
         self.web.admin_addr()
     }
 
-    /// The first TCP client address.
-    pub fn tcp_addr(&self) -> SocketAddr {
-        self.comet.tcp_addrs()[0]
+    /// The first TCP client address; `None` when `tcp_bind = []` disabled TCP.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.comet.tcp_addrs().first().copied()
     }
 
-    /// The first WebSocket client address.
-    pub fn ws_addr(&self) -> SocketAddr {
-        self.comet.ws_addrs()[0]
+    /// The first WebSocket client address; `None` when `ws_bind = []` disabled WebSocket.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.comet.ws_addrs().first().copied()
     }
 
     /// What the comet advertises (as `/1/server/get` reports it).

@@ -1,14 +1,13 @@
 //! The example standalone config parses and equals the built-in defaults, so the README's
 //! "no file needed" and conf/standalone.toml never drift apart.
 
+use gopush::logging::LogConfig;
 use gopush::standalone::StandaloneConfig;
 
 #[test]
 fn the_example_file_is_the_default() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/standalone.toml");
-    let file: StandaloneConfig = gopush::load::load(&path).expect("conf/standalone.toml parses");
-    let default = StandaloneConfig::default();
-    assert_eq!(file.web, default.web);
-    assert_eq!(file.comet, default.comet);
-    assert_eq!(file.store.store, default.store.store);
+    let file = gopush::load::load::<StandaloneConfig>(&path).expect("conf/standalone.toml parses");
+    assert_eq!(file.role, StandaloneConfig::default());
+    assert_eq!(file.log, LogConfig::default());
 }
