@@ -3,6 +3,7 @@
 //! the outbox. A full outbox closes the connection (a slow consumer), as upstream does.
 
 use bytes::BytesMut;
+use cluster::Proto;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -10,15 +11,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 
 /// Largest batch copied together for one TCP write.
 const MAX_BATCH: usize = 64 * 1024;
-
-/// The protocol a connection speaks, which decides the frame bytes it is given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proto {
-    /// `$len\r\n<json>\r\n` frames over TCP.
-    Tcp,
-    /// One text frame per message over WebSocket.
-    WebSocket,
-}
 
 /// One connection as the channels and pushes see it.
 #[derive(Debug)]

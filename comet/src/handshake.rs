@@ -1,6 +1,6 @@
 //! The subscribe command, parsed without I/O. TCP clients send a RESP-like multi-bulk array
-//! (`*N\r\n` then N × `$len\r\n<arg>\r\n`, §3.1); [`parse`] answers complete / incomplete / invalid
-//! over whatever bytes have arrived. WebSocket clients put the same fields in the `/sub` query
+//! (`*N\r\n` then N × `$len\r\n<arg>\r\n`, docs/protocol.md#subscribe); [`parse`] answers
+//! complete / incomplete / invalid over whatever bytes have arrived. WebSocket clients put the same fields in the `/sub` query
 //! (decoded by `cluster::query`). [`Subscribe::from_fields`] checks both the same way.
 
 use crate::error::Error;
@@ -119,7 +119,7 @@ impl Subscribe {
             [b"sub", key, heartbeat, rest @ ..] => {
                 Subscribe::from_fields(key, heartbeat, rest.first().copied(), rest.get(1).copied(), limits)
             }
-            _ => Err(Error::Param),
+            _ => Err(Error::BadParameter),
         }
     }
 
@@ -132,14 +132,14 @@ impl Subscribe {
         limits: Limits,
     ) -> Result<Subscribe, Error> {
         if key.is_empty() || key.len() > limits.max_key {
-            return Err(Error::Param);
+            return Err(Error::BadParameter);
         }
-        let key = std::str::from_utf8(key).map_err(|_| Error::Param)?;
-        let heartbeat = decimal(heartbeat).and_then(|h| u32::try_from(h).ok()).ok_or(Error::Param)?;
+        let key = std::str::from_utf8(key).map_err(|_| Error::BadParameter)?;
+        let heartbeat = decimal(heartbeat).and_then(|h| u32::try_from(h).ok()).ok_or(Error::BadParameter)?;
         if heartbeat < limits.min_heartbeat {
-            return Err(Error::Param);
+            return Err(Error::BadParameter);
         }
-        let token = std::str::from_utf8(token.unwrap_or_default()).map_err(|_| Error::Param)?;
+        let token = std::str::from_utf8(token.unwrap_or_default()).map_err(|_| Error::BadParameter)?;
         Ok(Subscribe {
             key: key.to_string(),
             heartbeat,
@@ -164,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn reference_examples_parse() {
+    fn upstream_examples_parse() {
         let new = b"*5\r\n$3\r\nsub\r\n$9\r\nTerry-Mao\r\n$2\r\n30\r\n$0\r\n\r\n$5\r\n1.0.5\r\n";
         let (args, used) = complete(new);
         assert_eq!(used, new.len());

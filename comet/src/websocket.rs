@@ -1,13 +1,15 @@
-//! WebSocket clients (§3.2): an RFC 6455 upgrade on `/sub?key=&heartbeat=&token=&ver=`, with or
-//! without `Origin` (optionally restricted by `allowed_origins`), then the TCP protocol's status
-//! strings as text frames, `h` data frames as heartbeats, and one text frame per pushed message.
+//! WebSocket clients (docs/protocol.md#websocket): an RFC 6455 upgrade on
+//! `/sub?key=&heartbeat=&token=&ver=`, with or without `Origin` (optionally restricted by
+//! `allowed_origins`), then the TCP protocol's status strings as text frames, `h` data frames as heartbeats, and one text frame per pushed message.
 //! Buffers are sized from config (a few KiB, not the library's 128 KiB) to keep idle clients cheap.
 
+use crate::admission::{Slot, admit};
 use crate::config::ChannelConfig;
-use crate::conn::{Closed, Conn, Proto};
+use crate::conn::{Closed, Conn};
 use crate::error::{Error, HEARTBEAT_REPLY};
 use crate::handshake::Subscribe;
-use crate::state::{Shared, Slot};
+use crate::state::Shared;
+use cluster::Proto;
 use cluster::query::Query;
 use futures::{SinkExt, StreamExt};
 use std::io;
@@ -16,26 +18,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tokio_tungstenite::tungstenite::protocol::{Message, WebSocketConfig};
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 /// Deadline for a status frame or close frame before the socket is dropped.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Accepts WebSocket clients on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    crate::state::accept_loop(listener, shared, stop, Proto::WebSocket, connection).await
-}
-
 /// The library settings for one connection, from `[channel]`.
-pub fn ws_config(c: &ChannelConfig) -> WebSocketConfig {
+fn ws_config(c: &ChannelConfig) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(c.ws_read_buffer)
         .write_buffer_size(c.ws_write_buffer)
@@ -51,7 +47,8 @@ fn refuse(status: StatusCode) -> ErrorResponse {
     resp
 }
 
-async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
+/// Serves one accepted WebSocket client, holding its connection slot until it ends.
+pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
     let c = &shared.config.channel;
     let mut query: Option<String> = None;
     // The library's callback signature fixes the error type; it is built once per refusal.
@@ -82,9 +79,9 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
     ws.get_mut().budget = usize::MAX;
 
     let admitted = match query.as_deref().map(|q| parse_subscribe(q, &shared)) {
-        Some(Ok(sub)) => shared.admit(&sub, Proto::WebSocket).await.map(|s| (s, sub.heartbeat)),
+        Some(Ok(sub)) => admit(&shared, &sub, Proto::WebSocket).await.map(|s| (s, sub.heartbeat)),
         Some(Err(e)) => Err(e),
-        None => Err(Error::Param),
+        None => Err(Error::BadParameter),
     };
     let (subscription, heartbeat) = match admitted {
         Ok(ok) => ok,
@@ -104,7 +101,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
 fn parse_subscribe(query: &str, shared: &Shared) -> Result<Subscribe, Error> {
     // A malformed pair elsewhere in the query is skipped, as Go's `url.ParseQuery` does.
     let q = Query::parse(query.as_bytes());
-    let (Some(key), Some(heartbeat)) = (q.bytes("key"), q.bytes("heartbeat")) else { return Err(Error::Param) };
+    let (Some(key), Some(heartbeat)) = (q.bytes("key"), q.bytes("heartbeat")) else { return Err(Error::BadParameter) };
     Subscribe::from_fields(key, heartbeat, q.bytes("token"), q.bytes("ver"), shared.limits())
 }
 
@@ -137,7 +134,7 @@ async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, writ
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) if t.as_str() == "h" => heartbeat(conn, deadline.as_mut(), idle),
                 Some(Ok(Message::Binary(b))) if &b[..] == b"h" => heartbeat(conn, deadline.as_mut(), idle),
-                // The library answers pings; they do not count as heartbeats (§3.2).
+                // The library answers pings; they do not count as heartbeats (docs/protocol.md#websocket).
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 // Anything else, a close, an oversized frame or an error ends the connection.
                 _ => return,
@@ -157,7 +154,7 @@ fn heartbeat(conn: &Conn, deadline: Pin<&mut tokio::time::Sleep>, idle: Duration
 
 /// A client socket that fails reads past a byte budget: the upgrade request has no size limit
 /// of its own in the library. The budget is lifted once the upgrade is done.
-pub struct Capped {
+struct Capped {
     inner: TcpStream,
     budget: usize,
 }
