@@ -3,7 +3,7 @@
 //! (docs/decisions.md#d28-auth-replies-store-unreachable-versus-bad-token) and the channel's
 //! `max_subscriber` limit. What is admitted is a [`Subscription`], which leaves its channel on drop.
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Limit};
 use crate::error::{Error, HEARTBEAT_REPLY};
 use crate::handshake::Subscribe;
 use crate::metrics as m;
@@ -66,7 +66,8 @@ pub(crate) async fn admit(shared: &Arc<Shared>, sub: &Subscribe, proto: Proto) -
         check_token(shared, &sub.key, &sub.token).await.map_err(refuse)?;
     }
     let c = &shared.config.channel;
-    let conn = Arc::new(Conn::new(proto, sub.new_format, c.msgbuf, Utf8Bytes::from_static(HEARTBEAT_REPLY)));
+    let limit = Limit { frames: c.msgbuf, bytes: c.outbox_bytes };
+    let conn = Arc::new(Conn::new(proto, sub.new_format, limit, Utf8Bytes::from_static(HEARTBEAT_REPLY)));
     if !shared.buckets.join(&sub.key, &conn, c.max_subscriber) {
         return Err(refuse(Error::ChannelFull));
     }

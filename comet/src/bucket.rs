@@ -161,6 +161,7 @@ mod tests {
     use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 
     fn conn(limit: usize) -> Arc<Conn> {
+        let limit = crate::conn::Limit { frames: limit, bytes: 0 };
         Arc::new(Conn::new(Proto::Tcp, true, limit, Utf8Bytes::from_static("+h\r\n")))
     }
 

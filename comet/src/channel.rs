@@ -64,7 +64,8 @@ mod tests {
     use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 
     fn conn() -> Arc<Conn> {
-        Arc::new(Conn::new(Proto::Tcp, false, 4, Utf8Bytes::from_static("+h\r\n")))
+        let limit = crate::conn::Limit { frames: 4, bytes: 0 };
+        Arc::new(Conn::new(Proto::Tcp, false, limit, Utf8Bytes::from_static("+h\r\n")))
     }
 
     #[test]

@@ -107,8 +107,12 @@ pub struct ChannelConfig {
     pub bucket: usize,
     /// Require a token valid for the key on subscribe (upstream `auth`).
     pub auth: bool,
-    /// Queued outgoing frames per connection (upstream `msgbuf.num`); a full queue closes it.
+    /// Queued outgoing frames always accepted per connection (upstream `msgbuf.num`); past it, the
+    /// byte limit `outbox_bytes` decides when a connection is a slow consumer and is closed.
     pub msgbuf: usize,
+    /// Queued outgoing bytes per connection beyond `msgbuf` frames; over both, the connection is
+    /// closed. 0 gives upstream's pure frame count.
+    pub outbox_bytes: usize,
     /// Client connections held at most; further ones are closed at once.
     pub max_connections: usize,
     /// Deadline of the subscribe command after accept (upstream: fixed 5 s).
@@ -150,6 +154,7 @@ impl Default for ChannelConfig {
             bucket: 16,
             auth: false,
             msgbuf: 30,
+            outbox_bytes: 1 << 20,
             max_connections: 100_000,
             handshake_timeout: Duration::from_secs(5),
             min_heartbeat: 30,

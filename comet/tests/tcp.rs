@@ -203,6 +203,7 @@ async fn missed_heartbeat_closes() {
 async fn slow_consumer_is_closed_and_others_keep_receiving() {
     let mut config = test_config();
     config.channel.msgbuf = 8;
+    config.channel.outbox_bytes = 16 * 1024;
     let c = start(config).await;
     let api = c.comet.api();
     // A client that never reads, with a tiny receive window.
