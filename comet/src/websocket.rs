@@ -1,7 +1,9 @@
 //! WebSocket clients (docs/protocol.md#websocket): an RFC 6455 upgrade on
 //! `/sub?key=&heartbeat=&token=&ver=`, with or without `Origin` (optionally restricted by
 //! `allowed_origins`), then the TCP protocol's status strings as text frames, `h` data frames as heartbeats, and one text frame per pushed message.
-//! Buffers are sized from config (a few KiB, not the library's 128 KiB) to keep idle clients cheap.
+//! Buffers are sized from config (a few KiB, not the library's 128 KiB) to keep idle clients cheap,
+//! and frames larger than the write buffer bypass it, so no connection keeps a buffer as big as
+//! the largest message it was sent. Plain HTTP and other WebSocket versions get an HTTP answer.
 
 use crate::admission::{Slot, admit};
 use crate::config::ChannelConfig;
@@ -9,6 +11,7 @@ use crate::conn::{Closed, Conn};
 use crate::error::{Error, HEARTBEAT_REPLY};
 use crate::handshake::Subscribe;
 use crate::state::Shared;
+use bytes::Buf;
 use cluster::Proto;
 use cluster::query::Query;
 use futures::{SinkExt, StreamExt};
@@ -17,7 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -65,10 +68,27 @@ pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Sl
         query = Some(req.uri().query().unwrap_or_default().to_string());
         Ok(resp)
     };
-    let capped = Capped { inner: stream, budget: c.ws_max_request };
+    let deadline = tokio::time::Instant::now() + c.handshake_timeout;
+    let mut capped = Capped { inner: stream, budget: c.ws_max_request, replay: Vec::new(), replayed: 0 };
+    let head = match tokio::time::timeout_at(deadline, read_head(&mut capped)).await {
+        Ok(Ok(Some(head))) => head,
+        // EOF, an error, an oversized head or the deadline: nothing worth answering.
+        _ => return,
+    };
+    if let Some(answer) = http_answer(&head) {
+        debug!(answer = answer.lines().next().unwrap_or_default(), "not a websocket upgrade");
+        let _ = tokio::time::timeout(REPLY_TIMEOUT, async {
+            capped.inner.write_all(answer.as_bytes()).await?;
+            capped.inner.shutdown().await
+        })
+        .await;
+        return;
+    }
+    // The library reads the request again, from the bytes already read.
+    capped.replay = head;
     // Boxed so the upgrade's large state is freed afterwards instead of sizing every task.
     let upgrade = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(capped, callback, Some(ws_config(c))));
-    let mut ws = match tokio::time::timeout(c.handshake_timeout, upgrade).await {
+    let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             debug!(error = %e, "websocket upgrade failed");
@@ -76,7 +96,9 @@ pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Sl
         }
         Err(_) => return,
     };
-    ws.get_mut().budget = usize::MAX;
+    let socket = ws.get_mut();
+    socket.budget = usize::MAX;
+    socket.replay = Vec::new();
 
     let admitted = match query.as_deref().map(|q| parse_subscribe(q, &shared)) {
         Some(Ok(sub)) => admit(&shared, &sub, Proto::WebSocket).await.map(|s| (s, sub.heartbeat)),
@@ -95,7 +117,83 @@ pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Sl
             return;
         }
     };
-    run(&mut ws, &subscription.conn, shared.idle_timeout(heartbeat), c.write_timeout).await;
+    run(&mut ws, &subscription.conn, shared.idle_timeout(heartbeat), c).await;
+}
+
+/// Reads the HTTP request head (up to the blank line, within the `Capped` budget); `None` when
+/// the client left before sending it.
+async fn read_head(socket: &mut Capped) -> io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let from = head.len().saturating_sub(3);
+        head.extend_from_slice(&chunk[..n]);
+        if head[from..].windows(4).any(|w| w == b"\r\n\r\n") {
+            return Ok(Some(head));
+        }
+    }
+}
+
+/// The HTTP answer for a request that is not a version-13 WebSocket upgrade, which the library
+/// would drop without a word: 400 for plain HTTP, 426 naming version 13 for other versions.
+/// Anything else goes to the library (`None`).
+fn http_answer(head: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(head);
+    let header = |name: &str| {
+        text.split("\r\n").skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    let upgrade = header("upgrade").is_some_and(|u| u.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")));
+    let (status, extra, body) = if !upgrade {
+        (
+            "400 Bad Request",
+            "",
+            "This port speaks WebSocket only: GET /sub?key=KEY&heartbeat=SECONDS with Upgrade: websocket.\n",
+        )
+    } else if header("sec-websocket-version").as_deref() != Some("13") {
+        ("426 Upgrade Required", "Sec-WebSocket-Version: 13\r\n", "Only WebSocket version 13 is supported.\n")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "HTTP/1.1 {status}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// The header of an unmasked, final text frame of `len` payload bytes (RFC 6455, 5.2).
+fn text_frame_header(len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x81;
+    if len < 126 {
+        h[1] = len as u8;
+        (h, 2)
+    } else if let Ok(short) = u16::try_from(len) {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&short.to_be_bytes());
+        (h, 4)
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (h, 10)
+    }
+}
+
+/// Writes a large text frame straight to the socket, after everything the library holds, so the
+/// library's out-buffer never grows to the frame's size (it keeps its capacity once grown).
+async fn write_large(ws: &mut WebSocketStream<Capped>, frame: &Utf8Bytes) -> Result<(), ()> {
+    // Flushing empties the library's buffer (queued frames, a pending pong) before our bytes.
+    ws.flush().await.map_err(|_| ())?;
+    let (header, n) = text_frame_header(frame.len());
+    let mut bytes = Buf::chain(&header[..n], frame.as_bytes());
+    ws.get_mut().inner.write_all_buf(&mut bytes).await.map_err(|_| ())
 }
 
 fn parse_subscribe(query: &str, shared: &Shared) -> Result<Subscribe, Error> {
@@ -105,7 +203,8 @@ fn parse_subscribe(query: &str, shared: &Shared) -> Result<Subscribe, Error> {
     Subscribe::from_fields(key, heartbeat, q.bytes("token"), q.bytes("ver"), shared.limits())
 }
 
-async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, write_timeout: Duration) {
+async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, c: &ChannelConfig) {
+    let write_timeout = c.write_timeout;
     let deadline = tokio::time::sleep(idle);
     tokio::pin!(deadline);
     loop {
@@ -118,6 +217,12 @@ async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, writ
                     match conn.pop() {
                         Err(Closed) => break,
                         Ok(None) => break,
+                        Ok(Some(frame)) if frame.len() > c.ws_write_buffer => {
+                            match tokio::time::timeout(write_timeout, write_large(ws, &frame)).await {
+                                Ok(Ok(())) => {}
+                                _ => return,
+                            }
+                        }
                         Ok(Some(frame)) => {
                             // `feed` buffers; the flush below writes the burst at once.
                             match tokio::time::timeout(write_timeout, ws.feed(Message::Text(frame))).await {
@@ -157,10 +262,20 @@ fn heartbeat(conn: &Conn, deadline: Pin<&mut tokio::time::Sleep>, idle: Duration
 struct Capped {
     inner: TcpStream,
     budget: usize,
+    // The request head read before the upgrade, given to the library first; not budgeted twice.
+    replay: Vec<u8>,
+    replayed: usize,
 }
 
 impl AsyncRead for Capped {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.replayed < self.replay.len() {
+            let n = buf.remaining().min(self.replay.len() - self.replayed);
+            let start = self.replayed;
+            buf.put_slice(&self.replay[start..start + n]);
+            self.replayed += n;
+            return Poll::Ready(Ok(()));
+        }
         if self.budget == 0 {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "upgrade request too large")));
         }
