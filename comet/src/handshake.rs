@@ -1,7 +1,7 @@
 //! The subscribe command, parsed without I/O. TCP clients send a RESP-like multi-bulk array
 //! (`*N\r\n` then N × `$len\r\n<arg>\r\n`, docs/protocol.md#subscribe); [`parse`] answers
-//! complete / incomplete / invalid over whatever bytes have arrived. WebSocket clients put the same fields in the `/sub` query
-//! (decoded by `cluster::query`). [`Subscribe::from_fields`] checks both the same way.
+//! complete / incomplete / invalid over whatever bytes have arrived. WebSocket clients put the same
+//! fields in the `/sub` query (decoded by `cluster::query`); [`Subscribe::from_fields`] checks both.
 
 use crate::error::Error;
 

@@ -1,9 +1,7 @@
-//! WebSocket clients (docs/protocol.md#websocket): an RFC 6455 upgrade on
-//! `/sub?key=&heartbeat=&token=&ver=`, with or without `Origin` (optionally restricted by
-//! `allowed_origins`), then the TCP protocol's status strings as text frames, `h` data frames as heartbeats, and one text frame per pushed message.
-//! Buffers are sized from config (a few KiB, not the library's 128 KiB) to keep idle clients cheap,
-//! and frames larger than the write buffer bypass it, so no connection keeps a buffer as big as
-//! the largest message it was sent. Plain HTTP and other WebSocket versions get an HTTP answer.
+//! WebSocket clients (docs/protocol.md#websocket): an RFC 6455 upgrade on `/sub?key=&heartbeat=`
+//! (plain HTTP and other versions get an HTTP answer), then status strings as text frames, `h`
+//! frames as heartbeats and one text frame per push. Buffers are a few KiB from config, and frames
+//! larger than the write buffer bypass it, so no idle connection keeps a message-sized buffer.
 
 use crate::admission::{Slot, admit};
 use crate::config::ChannelConfig;

@@ -99,7 +99,8 @@ async fn websocket_buffers_shrink_after_a_large_push() {
 
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     eprintln!(
-        "{CLIENTS} websocket clients, one {} KiB push each: RSS idle {:.1} MiB, after {:.1} MiB (+{:.1} MiB, bound +{:.0})",
+        "{CLIENTS} websocket clients, one {} KiB push each: RSS idle {:.1} MiB, after {:.1} MiB \
+         (+{:.1} MiB, bound +{:.0})",
         MESSAGE / 1024,
         mib(idle),
         mib(after),
