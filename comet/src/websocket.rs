@@ -130,7 +130,9 @@ async fn read_head(socket: &mut Capped) -> io::Result<Option<Vec<u8>>> {
         }
         let from = head.len().saturating_sub(3);
         head.extend_from_slice(&chunk[..n]);
-        if head[from..].windows(4).any(|w| w == b"\r\n\r\n") {
+        // httparse, behind the library, also ends a head at a bare `\n\n`.
+        let tail = &head[from..];
+        if tail.windows(4).any(|w| w == b"\r\n\r\n") || tail.windows(2).any(|w| w == b"\n\n") {
             return Ok(Some(head));
         }
     }
@@ -142,7 +144,8 @@ async fn read_head(socket: &mut Capped) -> io::Result<Option<Vec<u8>>> {
 fn http_answer(head: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(head);
     let header = |name: &str| {
-        text.split("\r\n").skip(1).find_map(|line| {
+        let mut lines = text.split('\n').skip(1).take_while(|l| !l.trim_end_matches('\r').is_empty());
+        lines.find_map(|line| {
             let (n, v) = line.split_once(':')?;
             n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
         })
@@ -294,5 +297,35 @@ impl AsyncWrite for Capped {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_answers_for_what_the_library_would_drop() {
+        let plain = http_answer(b"GET /sub?key=k&heartbeat=30 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert!(plain.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{plain}");
+        let v8 = b"GET /sub HTTP/1.1\nUpgrade: WebSocket\nSec-WebSocket-Version: 8\n\n";
+        let v8 = http_answer(v8).unwrap();
+        assert!(v8.starts_with("HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n"), "{v8}");
+        let v13 = b"GET /sub HTTP/1.1\r\nupgrade: websocket\r\nsec-websocket-version:13\r\n\r\n";
+        assert_eq!(http_answer(v13), None, "the library decides the rest");
+        // Headers end at the blank line: pipelined bytes after it are not read as headers.
+        assert!(http_answer(b"GET / HTTP/1.1\r\n\r\nUpgrade: websocket\r\n").unwrap().contains(" 400 "));
+    }
+
+    #[test]
+    fn frame_headers_use_the_shortest_length_encoding() {
+        let header = |len| {
+            let (h, n) = text_frame_header(len);
+            h[..n].to_vec()
+        };
+        assert_eq!(header(125), [0x81, 125]);
+        assert_eq!(header(126), [0x81, 126, 0, 126]);
+        assert_eq!(header(65_535), [0x81, 126, 0xff, 0xff]);
+        assert_eq!(header(65_536), [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
     }
 }
