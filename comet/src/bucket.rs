@@ -4,7 +4,7 @@
 
 use crate::channel::Channel;
 use crate::conn::{Conn, Queued};
-use crate::push::Frames;
+use crate::frame::Frames;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -151,21 +151,17 @@ impl Buckets {
     pub fn channels(&self) -> usize {
         self.channels.load(Ordering::Relaxed)
     }
-
-    /// Connections of one key.
-    pub fn connections_of(&self, key: &str) -> usize {
-        self.with(key, |map| map.get(key).map_or(0, |ch| ch.conns.len())).unwrap_or(0)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::Proto;
+    use cluster::Proto;
     use std::time::Duration;
     use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 
     fn conn(limit: usize) -> Arc<Conn> {
+        let limit = crate::conn::Limit { frames: limit, bytes: 0 };
         Arc::new(Conn::new(Proto::Tcp, true, limit, Utf8Bytes::from_static("+h\r\n")))
     }
 

@@ -1,6 +1,6 @@
 //! A channel: the live connections of one key (at most `max_subscriber`) and the tokens recently
-//! confirmed for it. A channel exists only while it holds either (DESIGN decision 8), so the map
-//! never grows with keys that were merely pushed to.
+//! confirmed for it. A channel exists only while it holds either (docs/decisions.md#d8-channels),
+//! so the map never grows with keys that were merely pushed to.
 
 use crate::conn::Conn;
 use std::sync::Arc;
@@ -59,12 +59,13 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::Proto;
+    use cluster::Proto;
     use std::time::Duration;
     use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 
     fn conn() -> Arc<Conn> {
-        Arc::new(Conn::new(Proto::Tcp, false, 4, Utf8Bytes::from_static("+h\r\n")))
+        let limit = crate::conn::Limit { frames: 4, bytes: 0 };
+        Arc::new(Conn::new(Proto::Tcp, false, limit, Utf8Bytes::from_static("+h\r\n")))
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub struct BaseConfig {
     /// After a ring change, connections of keys that moved away are closed spread over this long.
     #[serde(deserialize_with = "de_duration")]
     pub migrate_grace: Duration,
-    /// On shutdown, connections are closed spread over this long (DESIGN decision 15).
+    /// On shutdown, connections are closed spread over this long (docs/decisions.md#d15-graceful-shutdown).
     #[serde(deserialize_with = "de_duration")]
     pub drain: Duration,
 }
@@ -107,8 +107,12 @@ pub struct ChannelConfig {
     pub bucket: usize,
     /// Require a token valid for the key on subscribe (upstream `auth`).
     pub auth: bool,
-    /// Queued outgoing frames per connection (upstream `msgbuf.num`); a full queue closes it.
+    /// Queued outgoing frames always accepted per connection (upstream `msgbuf.num`); past it, the
+    /// byte limit `outbox_bytes` decides when a connection is a slow consumer and is closed.
     pub msgbuf: usize,
+    /// Queued outgoing bytes per connection beyond `msgbuf` frames; over both, the connection is
+    /// closed. 0 gives upstream's pure frame count.
+    pub outbox_bytes: usize,
     /// Client connections held at most; further ones are closed at once.
     pub max_connections: usize,
     /// Deadline of the subscribe command after accept (upstream: fixed 5 s).
@@ -150,6 +154,7 @@ impl Default for ChannelConfig {
             bucket: 16,
             auth: false,
             msgbuf: 30,
+            outbox_bytes: 1 << 20,
             max_connections: 100_000,
             handshake_timeout: Duration::from_secs(5),
             min_heartbeat: 30,
@@ -167,14 +172,14 @@ impl Default for ChannelConfig {
 }
 
 impl CometConfig {
-    /// Parses a config file's text; unknown keys are errors so typos do not pass silently.
+    /// Parses a config file's text; unknown keys are errors so typos do not pass silently. The
+    /// values are checked by [`CometConfig::validate`], which `Comet::start` calls.
     pub fn from_toml(text: &str) -> Result<CometConfig, Error> {
-        let config: CometConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        config.validate()?;
-        Ok(config)
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string()))
     }
 
-    /// Checks what serde cannot: values that parse but make no sense.
+    /// Checks what serde cannot: values that parse but make no sense, and the advertise rule
+    /// (a wildcard bind needs an advertised address). `Comet::start` calls it, once.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: &str| Err(Error::Config(m.to_string()));
         let c = &self.channel;
@@ -196,6 +201,14 @@ impl CometConfig {
         if c.ws_read_buffer < 64 || c.ws_max_frame < 16 || c.ws_max_request < 512 {
             return bad("channel.ws_read_buffer >= 64, ws_max_frame >= 16 and ws_max_request >= 512 are required");
         }
+        let b = &self.base;
+        for (bind_key, binds, advertise_key, advertise) in [
+            ("base.tcp_bind", &b.tcp_bind, "base.advertise_tcp", &b.advertise_tcp),
+            ("base.ws_bind", &b.ws_bind, "base.advertise_ws", &b.advertise_ws),
+            ("base.rpc_bind", &b.rpc_bind, "base.advertise_rpc", &b.advertise_rpc),
+        ] {
+            cluster::net::check_advertise(bind_key, binds, advertise_key, advertise).map_err(Error::Config)?;
+        }
         Ok(())
     }
 }
@@ -207,6 +220,7 @@ mod tests {
     #[test]
     fn empty_file_gives_upstream_defaults() {
         let c = CometConfig::from_toml("").unwrap();
+        c.validate().unwrap();
         assert_eq!(c, CometConfig::default());
         assert_eq!(c.base.tcp_bind, vec!["127.0.0.1:6969"]);
         assert_eq!(c.channel.max_subscriber, 64);
@@ -227,8 +241,19 @@ mod tests {
         assert!(c.channel.auth);
         assert_eq!(c.channel.heartbeat_slack, Duration::from_millis(250));
         assert!(CometConfig::from_toml("[channel]\nmaxsubscriber = 3\n").is_err());
-        assert!(CometConfig::from_toml("[channel]\nmsgbuf = 0\n").is_err());
-        assert!(CometConfig::from_toml("[node]\nname = \"\"\n").is_err());
+        let invalid = |text: &str| CometConfig::from_toml(text).unwrap().validate().is_err();
+        assert!(invalid("[channel]\nmsgbuf = 0\n"));
+        assert!(invalid("[node]\nname = \"\"\n"));
+    }
+
+    #[test]
+    fn wildcard_binds_need_an_advertised_address() {
+        let check = |text: &str| CometConfig::from_toml(text).unwrap().validate().map_err(|e| e.to_string());
+        let e = check("[base]\ntcp_bind = [\"0.0.0.0:6969\"]\n").unwrap_err();
+        assert!(e.contains("base.advertise_tcp"), "{e}");
+        assert!(check("[base]\nws_bind = [\":6968\"]\n").unwrap_err().contains("base.advertise_ws"));
+        check("[base]\ntcp_bind = [\"0.0.0.0:6969\"]\nadvertise_tcp = [\"push.example:6969\"]\n").unwrap();
+        check("[base]\ntcp_bind = []\nws_bind = []\n").unwrap();
     }
 
     #[test]
@@ -236,7 +261,8 @@ mod tests {
         for file in ["comet.toml", "comet-2.toml"] {
             let path = format!("{}/../conf/{file}", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(&path).unwrap();
-            CometConfig::from_toml(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let config = CometConfig::from_toml(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+            config.validate().unwrap_or_else(|e| panic!("{path}: {e}"));
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The shared half of one client connection: a bounded outbox of ready-to-write frames and a
 //! close flag. Pushes and heartbeat replies enqueue without waiting; the connection's task drains
-//! the outbox. A full outbox closes the connection (a slow consumer), as upstream does.
+//! the outbox. A full outbox closes the connection (a slow consumer), as upstream does; full means
+//! over both the frame floor (`msgbuf`) and the byte limit (`outbox_bytes`).
 
 use bytes::BytesMut;
+use cluster::Proto;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -11,13 +13,17 @@ use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 /// Largest batch copied together for one TCP write.
 const MAX_BATCH: usize = 64 * 1024;
 
-/// The protocol a connection speaks, which decides the frame bytes it is given.
+/// What a queued frame costs beyond its bytes (the queue entry), so that a flood of tiny frames
+/// also reaches the byte limit.
+const FRAME_OVERHEAD: usize = std::mem::size_of::<Utf8Bytes>();
+
+/// How much an outbox may hold before its connection counts as a slow consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proto {
-    /// `$len\r\n<json>\r\n` frames over TCP.
-    Tcp,
-    /// One text frame per message over WebSocket.
-    WebSocket,
+pub struct Limit {
+    /// Frames always accepted, whatever their size (upstream's `msgbuf.num`).
+    pub frames: usize,
+    /// Past `frames`, frames are accepted while the queued bytes stay within this.
+    pub bytes: usize,
 }
 
 /// One connection as the channels and pushes see it.
@@ -27,7 +33,7 @@ pub struct Conn {
     pub proto: Proto,
     /// Whether it gets messages in the new format (it gave a version).
     pub new_format: bool,
-    limit: usize,
+    limit: Limit,
     outbox: Mutex<Outbox>,
     // Wakes the writer when frames arrive; `kill` wakes whoever waits for a close.
     wake: Notify,
@@ -37,6 +43,8 @@ pub struct Conn {
 #[derive(Debug, Default)]
 struct Outbox {
     queue: VecDeque<Utf8Bytes>,
+    // Bytes of `queue`, each frame counted with FRAME_OVERHEAD.
+    bytes: usize,
     closed: bool,
     // No more frames are taken; the writer ends once the queue is written.
     finishing: bool,
@@ -67,15 +75,16 @@ pub enum Take {
 }
 
 impl Conn {
-    /// A connection whose outbox holds at most `limit` frames and starts with `first`.
-    pub fn new(proto: Proto, new_format: bool, limit: usize, first: Utf8Bytes) -> Conn {
+    /// A connection whose outbox holds at most `limit` and starts with `first`.
+    pub fn new(proto: Proto, new_format: bool, limit: Limit, first: Utf8Bytes) -> Conn {
+        let bytes = cost(&first);
         let mut queue = VecDeque::new();
         queue.push_back(first);
         let conn = Conn {
             proto,
             new_format,
             limit,
-            outbox: Mutex::new(Outbox { queue, closed: false, finishing: false }),
+            outbox: Mutex::new(Outbox { queue, bytes, closed: false, finishing: false }),
             wake: Notify::new(),
             kill: Notify::new(),
         };
@@ -90,11 +99,12 @@ impl Conn {
             let Ok(mut out) = self.outbox.lock() else { return Queued::Closed };
             if out.closed || out.finishing {
                 Queued::Closed
-            } else if out.queue.len() >= self.limit {
+            } else if out.queue.len() >= self.limit.frames && out.bytes + cost(&frame) > self.limit.bytes {
                 out.closed = true;
-                out.queue.clear();
+                out.clear();
                 Queued::Full
             } else {
+                out.bytes += cost(&frame);
                 out.queue.push_back(frame);
                 Queued::Yes
             }
@@ -111,7 +121,7 @@ impl Conn {
     pub fn close(&self) {
         if let Ok(mut out) = self.outbox.lock() {
             out.closed = true;
-            out.queue.clear();
+            out.clear();
         }
         self.signal_close();
     }
@@ -159,7 +169,7 @@ impl Conn {
         if out.closed {
             return Err(Closed);
         }
-        match out.queue.pop_front() {
+        match out.pop() {
             None if out.finishing => Err(Closed),
             next => Ok(next),
         }
@@ -175,15 +185,36 @@ impl Conn {
         match out.queue.len() {
             0 if out.finishing => Take::Closed,
             0 => Take::Empty,
-            1 => out.queue.pop_front().map_or(Take::Empty, Take::One),
+            1 => out.pop().map_or(Take::Empty, Take::One),
             _ => {
                 while batch.len() < MAX_BATCH {
-                    let Some(frame) = out.queue.pop_front() else { break };
+                    let Some(frame) = out.pop() else { break };
                     batch.extend_from_slice(frame.as_bytes());
                 }
                 Take::Batch
             }
         }
+    }
+}
+
+fn cost(frame: &Utf8Bytes) -> usize {
+    frame.len() + FRAME_OVERHEAD
+}
+
+impl Outbox {
+    fn pop(&mut self) -> Option<Utf8Bytes> {
+        let frame = self.queue.pop_front()?;
+        self.bytes -= cost(&frame);
+        if self.queue.is_empty() && self.queue.capacity() > 16 {
+            // A burst's queue gives its memory back once written: idle connections keep little.
+            self.queue = VecDeque::new();
+        }
+        Some(frame)
+    }
+
+    fn clear(&mut self) {
+        self.queue = VecDeque::new();
+        self.bytes = 0;
     }
 }
 
@@ -199,9 +230,41 @@ mod tests {
         Utf8Bytes::from_static(s)
     }
 
+    /// Upstream's pure frame count: no bytes beyond the floor.
+    fn frames(n: usize) -> Limit {
+        Limit { frames: n, bytes: 0 }
+    }
+
+    #[test]
+    fn the_byte_limit_lets_many_small_frames_queue_and_cuts_big_backlogs() {
+        let limit = Limit { frames: 2, bytes: 1000 };
+        let c = Conn::new(Proto::Tcp, false, limit, frame("+h\r\n"));
+        // Far more frames than the floor, while their bytes fit.
+        let small = (1000 - cost(&frame("+h\r\n"))) / cost(&frame("0123456789"));
+        for i in 0..small {
+            assert_eq!(c.push(frame("0123456789")), Queued::Yes, "frame {i}");
+        }
+        assert_eq!(c.push(frame("0123456789")), Queued::Full, "over the byte limit");
+        assert!(c.is_closed());
+
+        // Under the floor, even frames bigger than the byte limit are queued.
+        let c = Conn::new(Proto::Tcp, false, limit, frame("+h\r\n"));
+        let big = Utf8Bytes::from("x".repeat(5000));
+        assert_eq!(c.push(big.clone()), Queued::Yes);
+        assert_eq!(c.push(big), Queued::Full);
+
+        // Writing frees room.
+        let c = Conn::new(Proto::Tcp, false, limit, frame("+h\r\n"));
+        for _ in 0..small {
+            c.push(frame("0123456789"));
+        }
+        assert!(matches!(c.take(&mut BytesMut::new()), Take::Batch));
+        assert_eq!(c.push(frame("0123456789")), Queued::Yes);
+    }
+
     #[test]
     fn outbox_is_bounded_and_a_full_one_closes() {
-        let c = Conn::new(Proto::Tcp, false, 3, frame("+h\r\n"));
+        let c = Conn::new(Proto::Tcp, false, frames(3), frame("+h\r\n"));
         assert_eq!(c.push(frame("a")), Queued::Yes);
         assert_eq!(c.push(frame("b")), Queued::Yes);
         assert_eq!(c.push(frame("c")), Queued::Full);
@@ -212,7 +275,7 @@ mod tests {
 
     #[test]
     fn take_batches_several_frames() {
-        let c = Conn::new(Proto::Tcp, false, 10, frame("+h\r\n"));
+        let c = Conn::new(Proto::Tcp, false, frames(10), frame("+h\r\n"));
         assert!(matches!(c.take(&mut BytesMut::new()), Take::One(f) if f == "+h\r\n"));
         let mut batch = BytesMut::new();
         assert!(matches!(c.take(&mut batch), Take::Empty));
@@ -227,7 +290,7 @@ mod tests {
 
     #[test]
     fn finish_writes_what_is_queued_then_ends() {
-        let c = Conn::new(Proto::Tcp, false, 10, frame("+h\r\n"));
+        let c = Conn::new(Proto::Tcp, false, frames(10), frame("+h\r\n"));
         c.finish();
         assert_eq!(c.push(frame("late")), Queued::Closed);
         assert!(matches!(c.take(&mut BytesMut::new()), Take::One(_)));
@@ -237,7 +300,7 @@ mod tests {
 
     #[tokio::test]
     async fn killed_resolves_on_close() {
-        let c = std::sync::Arc::new(Conn::new(Proto::WebSocket, true, 2, frame("+h\r\n")));
+        let c = std::sync::Arc::new(Conn::new(Proto::WebSocket, true, frames(2), frame("+h\r\n")));
         let waiter = tokio::spawn({
             let c = c.clone();
             async move { c.killed().await }

@@ -1,7 +1,7 @@
 //! The subscribe command, parsed without I/O. TCP clients send a RESP-like multi-bulk array
-//! (`*N\r\n` then N × `$len\r\n<arg>\r\n`, §3.1); [`parse`] answers complete / incomplete / invalid
-//! over whatever bytes have arrived. WebSocket clients put the same fields in the `/sub` query
-//! (decoded by `cluster::query`). [`Subscribe::from_fields`] checks both the same way.
+//! (`*N\r\n` then N × `$len\r\n<arg>\r\n`, docs/protocol.md#subscribe); [`parse`] answers
+//! complete / incomplete / invalid over whatever bytes have arrived. WebSocket clients put the same
+//! fields in the `/sub` query (decoded by `cluster::query`); [`Subscribe::from_fields`] checks both.
 
 use crate::error::Error;
 
@@ -90,6 +90,29 @@ fn decimal(s: &[u8]) -> Option<usize> {
     Some(digits.iter().fold(0usize, |n, d| n * 10 + usize::from(d - b'0')))
 }
 
+/// Longest heartbeat kept, in seconds (a day): larger ones are accepted and clamped, since the
+/// read deadline only has to outlast a client that heartbeats that rarely.
+pub const MAX_HEARTBEAT: u32 = 86_400;
+
+/// A heartbeat as Go's `strconv.Atoi` reads it: an optional sign and decimal digits that fit
+/// 64 bits. Upstream accepted any such number, so a long one is clamped here, not refused.
+fn heartbeat_secs(s: &[u8]) -> Option<i64> {
+    let (negative, digits) = match s {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Accumulated negatively so that i64::MIN parses, as in Go.
+    let mut n: i64 = 0;
+    for d in digits {
+        n = n.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    }
+    if negative { Some(n) } else { n.checked_neg() }
+}
+
 /// A checked subscription request, the same for TCP and WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscribe {
@@ -119,7 +142,7 @@ impl Subscribe {
             [b"sub", key, heartbeat, rest @ ..] => {
                 Subscribe::from_fields(key, heartbeat, rest.first().copied(), rest.get(1).copied(), limits)
             }
-            _ => Err(Error::Param),
+            _ => Err(Error::BadParameter),
         }
     }
 
@@ -132,14 +155,15 @@ impl Subscribe {
         limits: Limits,
     ) -> Result<Subscribe, Error> {
         if key.is_empty() || key.len() > limits.max_key {
-            return Err(Error::Param);
+            return Err(Error::BadParameter);
         }
-        let key = std::str::from_utf8(key).map_err(|_| Error::Param)?;
-        let heartbeat = decimal(heartbeat).and_then(|h| u32::try_from(h).ok()).ok_or(Error::Param)?;
-        if heartbeat < limits.min_heartbeat {
-            return Err(Error::Param);
+        let key = std::str::from_utf8(key).map_err(|_| Error::BadParameter)?;
+        let heartbeat = heartbeat_secs(heartbeat).ok_or(Error::BadParameter)?;
+        if heartbeat < i64::from(limits.min_heartbeat) {
+            return Err(Error::BadParameter);
         }
-        let token = std::str::from_utf8(token.unwrap_or_default()).map_err(|_| Error::Param)?;
+        let heartbeat = u32::try_from(heartbeat.min(i64::from(MAX_HEARTBEAT))).unwrap_or(MAX_HEARTBEAT);
+        let token = std::str::from_utf8(token.unwrap_or_default()).map_err(|_| Error::BadParameter)?;
         Ok(Subscribe {
             key: key.to_string(),
             heartbeat,
@@ -164,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn reference_examples_parse() {
+    fn upstream_examples_parse() {
         let new = b"*5\r\n$3\r\nsub\r\n$9\r\nTerry-Mao\r\n$2\r\n30\r\n$0\r\n\r\n$5\r\n1.0.5\r\n";
         let (args, used) = complete(new);
         assert_eq!(used, new.len());
@@ -235,11 +259,25 @@ mod tests {
         assert_eq!(p(&[b"sub", b"k", b"-30"]), Err(Some("-p\r\n")));
         assert_eq!(p(&[b"sub", b"k", b"x"]), Err(Some("-p\r\n")));
         assert_eq!(p(&[b"sub", b"k", b""]), Err(Some("-p\r\n")));
-        assert_eq!(p(&[b"sub", b"k", b"99999999999"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", b"k", b"99999999999999999999"]), Err(Some("-p\r\n")), "over 64 bits");
+        assert_eq!(p(&[b"sub", b"k", b"-9223372036854775808"]), Err(Some("-p\r\n")));
+        assert_eq!(p(&[b"sub", b"k", b"+"]), Err(Some("-p\r\n")));
         assert_eq!(p(&[b"sub", &[b'k'; 257], b"30"]), Err(Some("-p\r\n")));
         assert_eq!(p(&[b"sub", &[b'k'; 256], b"30"]), Ok(()));
         assert_eq!(p(&[b"sub", b"\xff", b"30"]), Err(Some("-p\r\n")));
         assert_eq!(p(&[b"sub", b"k", b"+30"]), Ok(()));
+    }
+
+    #[test]
+    fn long_heartbeats_are_accepted_and_clamped() {
+        let hb = |h: &[u8]| Subscribe::from_args(&[b"sub", b"k", h], LIMITS).map(|s| s.heartbeat);
+        assert_eq!(hb(b"9999999999").unwrap(), MAX_HEARTBEAT, "10 digits");
+        assert_eq!(hb(b"9223372036854775807").unwrap(), MAX_HEARTBEAT, "i64::MAX");
+        assert_eq!(hb(b"0000000000030").unwrap(), 30, "leading zeros");
+        assert_eq!(hb(b"86400").unwrap(), 86_400);
+        assert!(hb(b"9223372036854775808").is_err(), "Atoi's range ends at i64::MAX");
+        assert_eq!(heartbeat_secs(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(heartbeat_secs(b"-30"), Some(-30));
     }
 
     fn command(args: &[Vec<u8>]) -> Vec<u8> {

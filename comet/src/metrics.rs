@@ -1,4 +1,4 @@
-//! The comet's Prometheus metrics (DESIGN decision 12), named here once. They are recorded through
+//! The comet's Prometheus metrics (docs/decisions.md#d12-observability), named here once. They are recorded through
 //! the `metrics` facade; `cluster::stat` installs the exporter and serves `/metrics`.
 
 /// Open client connections (gauge).

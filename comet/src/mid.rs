@@ -1,6 +1,6 @@
-//! Message ids (DESIGN decision 6): Unix time in 100 ns units, like upstream, but strictly
-//! increasing per comet (`max(now, last + 1)`), so two pushes in the same 100 ns or a clock step
-//! back never give a client a duplicate or smaller mid.
+//! Message ids (docs/decisions.md#d6-message-ids): Unix time in 100 ns units, like upstream, but
+//! strictly increasing per comet (`max(now, last + 1)`), so two pushes in the same 100 ns or a
+//! clock step back never give a client a duplicate or smaller mid.
 
 use cluster::rpc::Mid;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,6 +1,6 @@
 //! Which keys this comet owns: its node name looked up on the ring built from the comet membership
-//! (DESIGN decision 4). No ring yet, or a ring without this node, owns nothing, so subscribers get
-//! `-n` and pushes `NotOwner` until the comet sees itself.
+//! (docs/decisions.md#d4-every-process-builds-its-own-ring). No ring yet, or a ring without this
+//! node, owns nothing, so subscribers get `-n` and pushes `NotOwner` until the comet sees itself.
 
 use ring::{HashKind, Ring};
 use std::sync::{Arc, RwLock};
@@ -67,7 +67,7 @@ mod tests {
         assert!(o.set(Ring::new(HashKind::Sha1, members)));
         assert!(!o.set(Ring::new(HashKind::Sha1, members)), "same members: no change");
         assert!(o.on_ring());
-        // Reference §6.2.
+        // docs/architecture.md#ring-golden-vectors
         assert!(o.owns("Terry-Mao"));
         assert!(!o.owns("t1") && !o.owns("t2") && !o.owns("hello"));
         assert!(o.set(Ring::new(HashKind::Sha1, [("node2", 1)])));

@@ -1,13 +1,18 @@
 //! Starting and stopping a comet. Start binds every listener first (so port 0 works and the
 //! advertised addresses are known), serves CometRpc and the stat port, follows the membership,
 //! registers in ZooKeeper when a session is given and waits to see itself, and only then accepts
-//! clients. Shutdown follows DESIGN decision 15: deregister, stop accepting, drain.
+//! clients. It also runs the ring follower, which closes the connections of keys that moved away.
+//! Shutdown follows docs/decisions.md#d15-graceful-shutdown: deregister, stop accepting, drain.
 
-use crate::config::{ChannelConfig, CometConfig};
+use crate::config::CometConfig;
+use crate::conn::Conn;
 use crate::error::Error;
-use crate::rpc::CometService;
-use crate::state::{Shared, close_spread};
-use crate::{metrics as m, tcp, websocket};
+use crate::listener;
+use crate::metrics as m;
+use crate::service::CometService;
+use crate::state::Shared;
+use cluster::Proto;
+use cluster::net::SocketOptions;
 use cluster::rpc::{SharedComet, SharedMessages};
 use cluster::stat::{Health, HealthFn, serve_stat};
 use cluster::{CometMembership, NodeInfo, Registration, Session};
@@ -15,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +44,7 @@ pub struct Comet {
     tcp: Vec<SocketAddr>,
     ws: Vec<SocketAddr>,
     rpc: Vec<SocketAddr>,
+    first_rpc: SocketAddr,
     stat: Option<SocketAddr>,
     registration: Option<Registration>,
     // Stopped in this order on shutdown: the ring follower, the client listeners, the servers.
@@ -54,29 +60,29 @@ impl Comet {
     pub async fn start(config: CometConfig, deps: CometDeps) -> Result<Comet, Error> {
         config.validate()?;
         let b = &config.base;
-        let mut tcp_listeners = Vec::new();
-        for addr in &b.tcp_bind {
-            tcp_listeners.push(bind_client(addr, &config.channel).await?);
-        }
-        let mut ws_listeners = Vec::new();
-        for addr in &b.ws_bind {
-            ws_listeners.push(bind_client(addr, &config.channel).await?);
-        }
+        let tcp_listeners = listener::bind("base.tcp_bind", &b.tcp_bind, &config.channel).await?;
+        let ws_listeners = listener::bind("base.ws_bind", &b.ws_bind, &config.channel).await?;
         let mut rpc_listeners = Vec::new();
         for addr in &b.rpc_bind {
-            rpc_listeners.push(TcpListener::bind(addr).await.map_err(|e| bind_error(addr, e))?);
+            rpc_listeners.push(cluster::net::bind("base.rpc_bind", addr, SocketOptions::default()).await?);
         }
         let stat_listener = match b.stat_bind.as_str() {
             "" => None,
-            addr => Some(TcpListener::bind(addr).await.map_err(|e| bind_error(addr, e))?),
+            addr => Some(cluster::net::bind("base.stat_bind", addr, SocketOptions::default()).await?),
         };
         let local = |ls: &[TcpListener]| ls.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
         let (tcp, ws, rpc) = (local(&tcp_listeners), local(&ws_listeners), local(&rpc_listeners));
+        let first_rpc = *rpc.first().ok_or_else(|| Error::Config("base.rpc_bind needs at least one address".into()))?;
         let stat = stat_listener.as_ref().and_then(|l| l.local_addr().ok());
+        // `validate` refused wildcard binds without an advertised address, so the bound ones are
+        // dialable.
+        let advertised = |configured: &[String], bound: &[SocketAddr]| -> Vec<String> {
+            if configured.is_empty() { bound.iter().map(SocketAddr::to_string).collect() } else { configured.to_vec() }
+        };
         let info = NodeInfo {
-            rpc: advertised(&b.advertise_rpc, &rpc, "rpc")?,
-            tcp: advertised(&b.advertise_tcp, &tcp, "tcp")?,
-            ws: advertised(&b.advertise_ws, &ws, "ws")?,
+            rpc: advertised(&b.advertise_rpc, &rpc),
+            tcp: advertised(&b.advertise_tcp, &tcp),
+            ws: advertised(&b.advertise_ws, &ws),
             weight: config.node.weight,
         };
 
@@ -89,6 +95,7 @@ impl Comet {
             tcp,
             ws,
             rpc,
+            first_rpc,
             stat,
             registration: None,
             follow: CancellationToken::new(),
@@ -109,7 +116,7 @@ impl Comet {
         if let Some(l) = stat_listener {
             comet.tasks.push(tokio::spawn(serve_stat(l, health_fn(shared.clone()), comet.servers.clone())));
         }
-        shared.apply(&deps.membership.borrow());
+        apply(&shared, &deps.membership.borrow());
         comet.tasks.push(tokio::spawn(follow(shared.clone(), deps.membership.clone(), comet.follow.clone())));
         comet.tasks.push(tokio::spawn(sweep(shared.clone(), comet.follow.clone())));
 
@@ -119,7 +126,7 @@ impl Comet {
             let wait = shared.config.base.register_timeout;
             let path = tokio::time::timeout(wait, registration.registered())
                 .await
-                .map_err(|_| Error::Register(format!("not registered within {wait:?}")))?;
+                .map_err(|_| Error::NotRegistered(format!("not registered within {wait:?}")))?;
             comet.registration = Some(registration);
             let mut membership = deps.membership.clone();
             tokio::time::timeout(wait, async {
@@ -140,35 +147,38 @@ impl Comet {
             .await
             .ok()
             .filter(|seen| *seen)
-            .ok_or_else(|| Error::Register(format!("{path} not seen in the comet membership within {wait:?}")))?;
-            shared.apply(&membership.borrow());
+            .ok_or_else(|| Error::NotRegistered(format!("{path} not seen in the comet membership within {wait:?}")))?;
+            apply(&shared, &membership.borrow());
             info!(%path, "registered and seen in the membership");
         }
 
         shared.ready.store(true, Ordering::Relaxed);
-        for l in tcp_listeners {
-            comet.tasks.push(tokio::spawn(tcp::serve(l, shared.clone(), comet.accept.clone())));
-        }
-        for l in ws_listeners {
-            comet.tasks.push(tokio::spawn(websocket::serve(l, shared.clone(), comet.accept.clone())));
+        let client_listeners = tcp_listeners.into_iter().map(|l| (l, Proto::Tcp));
+        for (l, proto) in client_listeners.chain(ws_listeners.into_iter().map(|l| (l, Proto::WebSocket))) {
+            comet.tasks.push(tokio::spawn(listener::serve(l, proto, shared.clone(), comet.accept.clone())));
         }
         info!(node = %shared.config.node.name, tcp = ?comet.tcp, ws = ?comet.ws, rpc = ?comet.rpc, "comet serving");
         Ok(comet)
     }
 
-    /// The bound TCP client addresses.
+    /// The bound TCP client addresses; empty when `base.tcp_bind` is (TCP is off).
     pub fn tcp_addrs(&self) -> &[SocketAddr] {
         &self.tcp
     }
 
-    /// The bound WebSocket client addresses.
+    /// The bound WebSocket client addresses; empty when `base.ws_bind` is (WebSocket is off).
     pub fn ws_addrs(&self) -> &[SocketAddr] {
         &self.ws
     }
 
-    /// The first bound CometRpc address.
+    /// The first bound CometRpc address (`base.rpc_bind` is never empty).
     pub fn rpc_addr(&self) -> SocketAddr {
-        self.rpc[0]
+        self.first_rpc
+    }
+
+    /// Every bound CometRpc address.
+    pub fn rpc_addrs(&self) -> &[SocketAddr] {
+        &self.rpc
     }
 
     /// The bound stat address, if the stat port is enabled.
@@ -233,61 +243,53 @@ impl Drop for Comet {
     }
 }
 
-fn bind_error(addr: &str, source: std::io::Error) -> Error {
-    Error::Bind { addr: addr.to_string(), source }
-}
-
-/// A client listener with upstream's socket options; accepted sockets inherit them on Linux.
-async fn bind_client(addr: &str, c: &ChannelConfig) -> Result<TcpListener, Error> {
-    let e = |err| bind_error(addr, err);
-    let sa = tokio::net::lookup_host(addr)
-        .await
-        .map_err(e)?
-        .next()
-        .ok_or_else(|| e(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))?;
-    let socket = if sa.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(e)?;
-    socket.set_reuseaddr(true).map_err(e)?;
-    if c.rcvbuf > 0 {
-        socket.set_recv_buffer_size(c.rcvbuf).map_err(e)?;
-    }
-    if c.sndbuf > 0 {
-        socket.set_send_buffer_size(c.sndbuf).map_err(e)?;
-    }
-    if c.tcp_keepalive {
-        socket.set_keepalive(true).map_err(e)?;
-    }
-    socket.bind(sa).map_err(e)?;
-    socket.listen(4096).map_err(e)
-}
-
-/// The configured advertised addresses, or the bound ones; a wildcard bind must be advertised.
-fn advertised(configured: &[String], bound: &[SocketAddr], what: &str) -> Result<Vec<String>, Error> {
-    if !configured.is_empty() {
-        return Ok(configured.to_vec());
-    }
-    bound
-        .iter()
-        .map(|a| {
-            if a.ip().is_unspecified() {
-                Err(Error::Config(format!(
-                    "base.{what}_bind binds {a}: set base.advertise_{what} to reachable addresses"
-                )))
-            } else {
-                Ok(a.to_string())
-            }
-        })
-        .collect()
-}
-
 async fn follow(shared: Arc<Shared>, mut membership: watch::Receiver<Arc<CometMembership>>, stop: CancellationToken) {
     loop {
         let current = membership.borrow_and_update().clone();
-        shared.apply(&current);
+        apply(&shared, &current);
         tokio::select! {
             changed = membership.changed() => if changed.is_err() { return },
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// Installs the ring of a new membership; when it changed, the channels of keys now owned
+/// elsewhere are removed at once and their connections closed over `migrate_grace`.
+fn apply(shared: &Shared, membership: &CometMembership) {
+    if !shared.ownership.set(membership.ring(shared.ownership.hash())) {
+        return;
+    }
+    let moved = shared.buckets.remove_where(|key| !shared.ownership.owns(key));
+    info!(
+        nodes = ?membership.nodes.keys().collect::<Vec<_>>(),
+        on_ring = shared.ownership.on_ring(),
+        moved = moved.len(),
+        "ring changed"
+    );
+    metrics::counter!(m::MIGRATED).increment(moved.len() as u64);
+    close_spread(moved, shared.config.base.migrate_grace);
+}
+
+/// Closes `conns` in small batches spread over `over`, so their clients do not all come back at
+/// once; returns the task doing it, if any.
+fn close_spread(conns: Vec<Arc<Conn>>, over: Duration) -> Option<JoinHandle<()>> {
+    if conns.is_empty() {
+        return None;
+    }
+    if over.is_zero() {
+        conns.iter().for_each(|c| c.close());
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let steps = conns.len().min(100);
+        let per = conns.len().div_ceil(steps);
+        let pause = over / steps as u32;
+        for chunk in conns.chunks(per) {
+            chunk.iter().for_each(|c| c.close());
+            tokio::time::sleep(pause).await;
+        }
+    }))
 }
 
 /// Expires cached tokens, drops channels left empty and refreshes the channel gauge.
@@ -319,18 +321,4 @@ fn health_fn(shared: Arc<Shared>) -> HealthFn {
             }
         })
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcard_binds_need_an_advertised_address() {
-        let any: SocketAddr = "0.0.0.0:6969".parse().unwrap();
-        let lo: SocketAddr = "127.0.0.1:6969".parse().unwrap();
-        assert!(advertised(&[], &[any], "tcp").is_err());
-        assert_eq!(advertised(&[], &[lo], "tcp").unwrap(), vec!["127.0.0.1:6969"]);
-        assert_eq!(advertised(&["push.example:6969".into()], &[any], "tcp").unwrap(), vec!["push.example:6969"]);
-    }
 }

@@ -1,19 +1,20 @@
-//! TCP clients (§3.1): read the subscribe command within the handshake deadline, reply `+h\r\n`
-//! or a status line, then run one task per connection that answers `h` heartbeats and writes
-//! queued pushes, coalescing a burst into one write. Any other byte, a missed heartbeat deadline or
-//! a stuck write closes the connection.
+//! TCP clients (docs/protocol.md#tcp): read the subscribe command within the handshake deadline
+//! (parsed by `handshake`, checked by `admission`), reply `+h\r\n` or a status line, then run one
+//! task per connection that answers `h` heartbeats and writes queued pushes, coalescing a burst
+//! into one write. Any other byte, a missed heartbeat deadline or a stuck write closes it.
 
-use crate::conn::{Conn, Proto, Queued, Take};
+use crate::admission::{Slot, admit};
+use crate::conn::{Conn, Queued, Take};
 use crate::error::{Error, HEARTBEAT_REPLY};
 use crate::handshake::{MAX_ARG, MAX_ARGS, Parse, Subscribe, parse};
-use crate::state::{Shared, Slot};
+use crate::state::Shared;
 use bytes::BytesMut;
+use cluster::Proto;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 /// The longest well-formed command: five maximal arguments and their headers.
@@ -22,17 +23,13 @@ const MAX_COMMAND: usize = 4 + MAX_ARGS * (MAX_ARG + 12);
 /// Deadline for writing a refusal before closing.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Accepts TCP clients on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    crate::state::accept_loop(listener, shared, stop, Proto::Tcp, connection).await
-}
-
-async fn connection(mut stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
+/// Serves one accepted TCP client, holding its connection slot until it ends.
+pub(crate) async fn connection(mut stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
     let handshake = tokio::time::timeout(shared.config.channel.handshake_timeout, read_command(&mut stream, &shared));
     let admitted = match handshake.await {
-        Err(_) => Err(Error::Timeout),
+        Err(_) => Err(Error::HandshakeTimeout),
         Ok(Err(e)) => Err(e),
-        Ok(Ok((sub, pipelined))) => shared.admit(&sub, Proto::Tcp).await.map(|s| (s, sub.heartbeat, pipelined)),
+        Ok(Ok((sub, pipelined))) => admit(&shared, &sub, Proto::Tcp).await.map(|s| (s, sub.heartbeat, pipelined)),
     };
     let (subscription, heartbeat, pipelined) = match admitted {
         Ok(ok) => ok,
@@ -70,7 +67,7 @@ async fn read_command(stream: &mut TcpStream, shared: &Shared) -> Result<(Subscr
             buf.reserve(512.min(MAX_COMMAND + 64 - buf.len()).max(1));
         }
         if stream.read_buf(&mut buf).await? == 0 {
-            return Err(Error::Malformed);
+            return Err(Error::MalformedCommand);
         }
         match parse(&buf) {
             Parse::Complete { args, consumed } => {
@@ -80,7 +77,7 @@ async fn read_command(stream: &mut TcpStream, shared: &Shared) -> Result<(Subscr
                 return Ok((sub, Pipelined { heartbeats, junk: heartbeats < rest.len() }));
             }
             Parse::Incomplete if buf.len() < MAX_COMMAND => {}
-            Parse::Incomplete | Parse::Invalid => return Err(Error::Malformed),
+            Parse::Incomplete | Parse::Invalid => return Err(Error::MalformedCommand),
         }
     }
 }

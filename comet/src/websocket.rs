@@ -1,13 +1,16 @@
-//! WebSocket clients (§3.2): an RFC 6455 upgrade on `/sub?key=&heartbeat=&token=&ver=`, with or
-//! without `Origin` (optionally restricted by `allowed_origins`), then the TCP protocol's status
-//! strings as text frames, `h` data frames as heartbeats, and one text frame per pushed message.
-//! Buffers are sized from config (a few KiB, not the library's 128 KiB) to keep idle clients cheap.
+//! WebSocket clients (docs/protocol.md#websocket): an RFC 6455 upgrade on `/sub?key=&heartbeat=`
+//! (plain HTTP and other versions get an HTTP answer), then status strings as text frames, `h`
+//! frames as heartbeats and one text frame per push. Buffers are a few KiB from config, and frames
+//! larger than the write buffer bypass it, so no idle connection keeps a message-sized buffer.
 
+use crate::admission::{Slot, admit};
 use crate::config::ChannelConfig;
-use crate::conn::{Closed, Conn, Proto};
+use crate::conn::{Closed, Conn};
 use crate::error::{Error, HEARTBEAT_REPLY};
 use crate::handshake::Subscribe;
-use crate::state::{Shared, Slot};
+use crate::state::Shared;
+use bytes::Buf;
+use cluster::Proto;
 use cluster::query::Query;
 use futures::{SinkExt, StreamExt};
 use std::io;
@@ -15,27 +18,21 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tokio_tungstenite::tungstenite::protocol::{Message, WebSocketConfig};
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 /// Deadline for a status frame or close frame before the socket is dropped.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Accepts WebSocket clients on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    crate::state::accept_loop(listener, shared, stop, Proto::WebSocket, connection).await
-}
-
 /// The library settings for one connection, from `[channel]`.
-pub fn ws_config(c: &ChannelConfig) -> WebSocketConfig {
+fn ws_config(c: &ChannelConfig) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(c.ws_read_buffer)
         .write_buffer_size(c.ws_write_buffer)
@@ -51,7 +48,8 @@ fn refuse(status: StatusCode) -> ErrorResponse {
     resp
 }
 
-async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
+/// Serves one accepted WebSocket client, holding its connection slot until it ends.
+pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
     let c = &shared.config.channel;
     let mut query: Option<String> = None;
     // The library's callback signature fixes the error type; it is built once per refusal.
@@ -68,10 +66,27 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
         query = Some(req.uri().query().unwrap_or_default().to_string());
         Ok(resp)
     };
-    let capped = Capped { inner: stream, budget: c.ws_max_request };
+    let deadline = tokio::time::Instant::now() + c.handshake_timeout;
+    let mut capped = Capped { inner: stream, budget: c.ws_max_request, replay: Vec::new(), replayed: 0 };
+    let head = match tokio::time::timeout_at(deadline, read_head(&mut capped)).await {
+        Ok(Ok(Some(head))) => head,
+        // EOF, an error, an oversized head or the deadline: nothing worth answering.
+        _ => return,
+    };
+    if let Some(answer) = http_answer(&head) {
+        debug!(answer = answer.lines().next().unwrap_or_default(), "not a websocket upgrade");
+        let _ = tokio::time::timeout(REPLY_TIMEOUT, async {
+            capped.inner.write_all(answer.as_bytes()).await?;
+            capped.inner.shutdown().await
+        })
+        .await;
+        return;
+    }
+    // The library reads the request again, from the bytes already read.
+    capped.replay = head;
     // Boxed so the upgrade's large state is freed afterwards instead of sizing every task.
     let upgrade = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(capped, callback, Some(ws_config(c))));
-    let mut ws = match tokio::time::timeout(c.handshake_timeout, upgrade).await {
+    let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             debug!(error = %e, "websocket upgrade failed");
@@ -79,12 +94,14 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
         }
         Err(_) => return,
     };
-    ws.get_mut().budget = usize::MAX;
+    let socket = ws.get_mut();
+    socket.budget = usize::MAX;
+    socket.replay = Vec::new();
 
     let admitted = match query.as_deref().map(|q| parse_subscribe(q, &shared)) {
-        Some(Ok(sub)) => shared.admit(&sub, Proto::WebSocket).await.map(|s| (s, sub.heartbeat)),
+        Some(Ok(sub)) => admit(&shared, &sub, Proto::WebSocket).await.map(|s| (s, sub.heartbeat)),
         Some(Err(e)) => Err(e),
-        None => Err(Error::Param),
+        None => Err(Error::BadParameter),
     };
     let (subscription, heartbeat) = match admitted {
         Ok(ok) => ok,
@@ -98,17 +115,97 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
             return;
         }
     };
-    run(&mut ws, &subscription.conn, shared.idle_timeout(heartbeat), c.write_timeout).await;
+    run(&mut ws, &subscription.conn, shared.idle_timeout(heartbeat), c).await;
+}
+
+/// Reads the HTTP request head (up to the blank line, within the `Capped` budget); `None` when
+/// the client left before sending it.
+async fn read_head(socket: &mut Capped) -> io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let from = head.len().saturating_sub(3);
+        head.extend_from_slice(&chunk[..n]);
+        // httparse, behind the library, also ends a head at a bare `\n\n`.
+        let tail = &head[from..];
+        if tail.windows(4).any(|w| w == b"\r\n\r\n") || tail.windows(2).any(|w| w == b"\n\n") {
+            return Ok(Some(head));
+        }
+    }
+}
+
+/// The HTTP answer for a request that is not a version-13 WebSocket upgrade, which the library
+/// would drop without a word: 400 for plain HTTP, 426 naming version 13 for other versions.
+/// Anything else goes to the library (`None`).
+fn http_answer(head: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(head);
+    let header = |name: &str| {
+        let mut lines = text.split('\n').skip(1).take_while(|l| !l.trim_end_matches('\r').is_empty());
+        lines.find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    let upgrade = header("upgrade").is_some_and(|u| u.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")));
+    let (status, extra, body) = if !upgrade {
+        (
+            "400 Bad Request",
+            "",
+            "This port speaks WebSocket only: GET /sub?key=KEY&heartbeat=SECONDS with Upgrade: websocket.\n",
+        )
+    } else if header("sec-websocket-version").as_deref() != Some("13") {
+        ("426 Upgrade Required", "Sec-WebSocket-Version: 13\r\n", "Only WebSocket version 13 is supported.\n")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "HTTP/1.1 {status}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// The header of an unmasked, final text frame of `len` payload bytes (RFC 6455, 5.2).
+fn text_frame_header(len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x81;
+    if len < 126 {
+        h[1] = len as u8;
+        (h, 2)
+    } else if let Ok(short) = u16::try_from(len) {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&short.to_be_bytes());
+        (h, 4)
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (h, 10)
+    }
+}
+
+/// Writes a large text frame straight to the socket, after everything the library holds, so the
+/// library's out-buffer never grows to the frame's size (it keeps its capacity once grown).
+async fn write_large(ws: &mut WebSocketStream<Capped>, frame: &Utf8Bytes) -> Result<(), ()> {
+    // Flushing empties the library's buffer (queued frames, a pending pong) before our bytes.
+    ws.flush().await.map_err(|_| ())?;
+    let (header, n) = text_frame_header(frame.len());
+    let mut bytes = Buf::chain(&header[..n], frame.as_bytes());
+    ws.get_mut().inner.write_all_buf(&mut bytes).await.map_err(|_| ())
 }
 
 fn parse_subscribe(query: &str, shared: &Shared) -> Result<Subscribe, Error> {
     // A malformed pair elsewhere in the query is skipped, as Go's `url.ParseQuery` does.
     let q = Query::parse(query.as_bytes());
-    let (Some(key), Some(heartbeat)) = (q.bytes("key"), q.bytes("heartbeat")) else { return Err(Error::Param) };
+    let (Some(key), Some(heartbeat)) = (q.bytes("key"), q.bytes("heartbeat")) else { return Err(Error::BadParameter) };
     Subscribe::from_fields(key, heartbeat, q.bytes("token"), q.bytes("ver"), shared.limits())
 }
 
-async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, write_timeout: Duration) {
+async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, c: &ChannelConfig) {
+    let write_timeout = c.write_timeout;
     let deadline = tokio::time::sleep(idle);
     tokio::pin!(deadline);
     loop {
@@ -121,6 +218,12 @@ async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, writ
                     match conn.pop() {
                         Err(Closed) => break,
                         Ok(None) => break,
+                        Ok(Some(frame)) if frame.len() > c.ws_write_buffer => {
+                            match tokio::time::timeout(write_timeout, write_large(ws, &frame)).await {
+                                Ok(Ok(())) => {}
+                                _ => return,
+                            }
+                        }
                         Ok(Some(frame)) => {
                             // `feed` buffers; the flush below writes the burst at once.
                             match tokio::time::timeout(write_timeout, ws.feed(Message::Text(frame))).await {
@@ -137,7 +240,7 @@ async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, writ
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) if t.as_str() == "h" => heartbeat(conn, deadline.as_mut(), idle),
                 Some(Ok(Message::Binary(b))) if &b[..] == b"h" => heartbeat(conn, deadline.as_mut(), idle),
-                // The library answers pings; they do not count as heartbeats (§3.2).
+                // The library answers pings; they do not count as heartbeats (docs/protocol.md#websocket).
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 // Anything else, a close, an oversized frame or an error ends the connection.
                 _ => return,
@@ -157,13 +260,23 @@ fn heartbeat(conn: &Conn, deadline: Pin<&mut tokio::time::Sleep>, idle: Duration
 
 /// A client socket that fails reads past a byte budget: the upgrade request has no size limit
 /// of its own in the library. The budget is lifted once the upgrade is done.
-pub struct Capped {
+struct Capped {
     inner: TcpStream,
     budget: usize,
+    // The request head read before the upgrade, given to the library first; not budgeted twice.
+    replay: Vec<u8>,
+    replayed: usize,
 }
 
 impl AsyncRead for Capped {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.replayed < self.replay.len() {
+            let n = buf.remaining().min(self.replay.len() - self.replayed);
+            let start = self.replayed;
+            buf.put_slice(&self.replay[start..start + n]);
+            self.replayed += n;
+            return Poll::Ready(Ok(()));
+        }
         if self.budget == 0 {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "upgrade request too large")));
         }
@@ -184,5 +297,35 @@ impl AsyncWrite for Capped {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_answers_for_what_the_library_would_drop() {
+        let plain = http_answer(b"GET /sub?key=k&heartbeat=30 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert!(plain.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{plain}");
+        let v8 = b"GET /sub HTTP/1.1\nUpgrade: WebSocket\nSec-WebSocket-Version: 8\n\n";
+        let v8 = http_answer(v8).unwrap();
+        assert!(v8.starts_with("HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n"), "{v8}");
+        let v13 = b"GET /sub HTTP/1.1\r\nupgrade: websocket\r\nsec-websocket-version:13\r\n\r\n";
+        assert_eq!(http_answer(v13), None, "the library decides the rest");
+        // Headers end at the blank line: pipelined bytes after it are not read as headers.
+        assert!(http_answer(b"GET / HTTP/1.1\r\n\r\nUpgrade: websocket\r\n").unwrap().contains(" 400 "));
+    }
+
+    #[test]
+    fn frame_headers_use_the_shortest_length_encoding() {
+        let header = |len| {
+            let (h, n) = text_frame_header(len);
+            h[..n].to_vec()
+        };
+        assert_eq!(header(125), [0x81, 125]);
+        assert_eq!(header(126), [0x81, 126, 0, 126]);
+        assert_eq!(header(65_535), [0x81, 126, 0xff, 0xff]);
+        assert_eq!(header(65_536), [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
     }
 }

@@ -1,8 +1,9 @@
-//! The wire forms of one pushed message (§3.1, §3.3), each built at most once per push and shared
-//! by every connection that needs it: TCP `$len\r\n<json>\r\n` or a WebSocket text frame holding
-//! just the JSON, with `msg` as raw JSON (new format) or as a JSON string (old format).
+//! The wire forms of one pushed message (docs/protocol.md#pushed-messages,
+//! docs/protocol.md#message-json), each built at most once per push and shared by every
+//! connection that needs it: TCP `$len\r\n<json>\r\n` or a WebSocket text frame holding just the
+//! JSON, with `msg` as raw JSON (new format) or as a JSON string (old format).
 
-use crate::conn::Proto;
+use cluster::Proto;
 use cluster::gojson;
 use cluster::rpc::Mid;
 use std::sync::OnceLock;
@@ -28,11 +29,6 @@ impl Frames {
         Frames { compacted, original, mid, built: Default::default() }
     }
 
-    /// The mid of this push.
-    pub fn mid(&self) -> Mid {
-        self.mid
-    }
-
     /// The bytes for a connection of `proto` wanting the new or old format.
     pub fn get(&self, proto: Proto, new_format: bool) -> Utf8Bytes {
         self.built[slot(proto, new_format)]
@@ -52,7 +48,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wire_forms_match_the_reference() {
+    fn wire_forms_match_upstream() {
         let raw = r#"{"test":1,"h":"<b>&"}"#;
         let f = Frames::new(gojson::compact(raw).unwrap(), raw.into(), 13996474938346192);
         assert_eq!(

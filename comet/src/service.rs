@@ -1,10 +1,12 @@
-//! The comet side of `CometApi` (reference §4.1, DESIGN decisions 2 and 6): pushes get a mid, are
-//! stored first when `expire > 0` (a failed save delivers nothing), then are encoded once and
-//! queued for every connection of the key. `cluster::rpc::serve_comet` puts this on the
-//! wire; standalone mode calls it in-process. No lock is held across a store call.
+//! The push service, this comet's `CometApi` (docs/decisions.md#d2-internal-rpc): pushes get a mid
+//! (docs/decisions.md#d6-message-ids), are stored first when `expire > 0` and a failed save
+//! delivers nothing (docs/decisions.md#d32-store-before-deliver), then are encoded once and queued
+//! for every connection of the key. `cluster::rpc::serve_comet` puts it on the wire; standalone
+//! mode calls it in-process. No lock is held across a store call.
 
+use crate::bucket::Delivery;
+use crate::frame::Frames;
 use crate::metrics as m;
-use crate::push::Frames;
 use crate::state::Shared;
 use cluster::gojson;
 use cluster::rpc::{BoxFuture, CometApi, CometError, CometStatus, Mid, PushPrivatesReply};
@@ -17,7 +19,7 @@ const MAX_TOKEN: usize = crate::handshake::MAX_ARG;
 
 /// This comet's `CometApi`.
 #[derive(Clone)]
-pub struct CometService {
+pub(crate) struct CometService {
     shared: Arc<Shared>,
 }
 
@@ -119,7 +121,7 @@ impl CometService {
     }
 }
 
-fn record(d: crate::bucket::Delivery) {
+fn record(d: Delivery) {
     if d.delivered > 0 {
         metrics::counter!(m::DELIVERIES).increment(d.delivered as u64);
     }

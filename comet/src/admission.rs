@@ -1,0 +1,109 @@
+//! The rules a subscription passes, the same for TCP and WebSocket and in the same order: a
+//! connection slot under `max_connections`, then ownership of the key, the token in auth mode
+//! (docs/decisions.md#d28-auth-replies-store-unreachable-versus-bad-token) and the channel's
+//! `max_subscriber` limit. What is admitted is a [`Subscription`], which leaves its channel on drop.
+
+use crate::conn::{Conn, Limit};
+use crate::error::{Error, HEARTBEAT_REPLY};
+use crate::handshake::Subscribe;
+use crate::metrics as m;
+use crate::state::Shared;
+use cluster::Proto;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
+
+/// One counted client connection; dropping it uncounts it.
+pub(crate) struct Slot(Arc<Shared>);
+
+impl Slot {
+    /// Counts a new client connection, or `None` when `max_connections` are open.
+    pub fn take(shared: &Arc<Shared>) -> Option<Slot> {
+        let before = shared.connections.fetch_add(1, Ordering::Relaxed);
+        if before >= shared.config.channel.max_connections {
+            shared.connections.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        metrics::gauge!(m::CONNECTIONS).increment(1.0);
+        Some(Slot(shared.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+    }
+}
+
+/// A connection joined to its key's channel; dropping it closes the connection and leaves.
+pub(crate) struct Subscription {
+    shared: Arc<Shared>,
+    key: String,
+    /// The connection's shared half.
+    pub conn: Arc<Conn>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.conn.close();
+        self.shared.buckets.leave(&self.key, &self.conn);
+    }
+}
+
+/// Admits a checked subscription: the key must be owned here, the token valid in auth mode, and
+/// the channel not full. The connection starts with `+h\r\n` queued.
+pub(crate) async fn admit(shared: &Arc<Shared>, sub: &Subscribe, proto: Proto) -> Result<Subscription, Error> {
+    let refuse = |e: Error| {
+        metrics::counter!(m::REFUSALS, "reason" => reason(&e)).increment(1);
+        e
+    };
+    if shared.stopping.load(Ordering::Relaxed) || !shared.ownership.owns(&sub.key) {
+        return Err(refuse(Error::NotOwner));
+    }
+    if shared.config.channel.auth {
+        check_token(shared, &sub.key, &sub.token).await.map_err(refuse)?;
+    }
+    let c = &shared.config.channel;
+    let limit = Limit { frames: c.msgbuf, bytes: c.outbox_bytes };
+    let conn = Arc::new(Conn::new(proto, sub.new_format, limit, Utf8Bytes::from_static(HEARTBEAT_REPLY)));
+    if !shared.buckets.join(&sub.key, &conn, c.max_subscriber) {
+        return Err(refuse(Error::ChannelFull));
+    }
+    // The label predates `cluster::Proto`'s short names; dashboards count on "websocket".
+    let proto_label = match proto {
+        Proto::Tcp => "tcp",
+        Proto::WebSocket => "websocket",
+    };
+    metrics::counter!(m::SUBSCRIPTIONS, "proto" => proto_label).increment(1);
+    Ok(Subscription { shared: shared.clone(), key: sub.key.clone(), conn })
+}
+
+async fn check_token(shared: &Shared, key: &str, token: &str) -> Result<(), Error> {
+    if token.is_empty() {
+        return Err(Error::TokenRejected);
+    }
+    if shared.buckets.token_cached(key, token, Instant::now()) {
+        return Ok(());
+    }
+    // No lock is held here: the store call may take a while.
+    match shared.messages.check_token(key.to_string(), token.to_string()).await {
+        Ok(true) => {
+            shared.buckets.cache_token(key, token, Instant::now() + shared.config.channel.token_cache);
+            Ok(())
+        }
+        Ok(false) => Err(Error::TokenRejected),
+        Err(_) => Err(Error::TokenStoreUnavailable),
+    }
+}
+
+fn reason(e: &Error) -> &'static str {
+    match e {
+        Error::NotOwner => "not_owner",
+        Error::TokenRejected => "auth",
+        Error::TokenStoreUnavailable => "token_store",
+        Error::ChannelFull => "channel_full",
+        _ => "other",
+    }
+}
