@@ -1,11 +1,12 @@
-//! The admin port (§2.3, DESIGN decisions 10-12): pushes to one key or many (grouped per owning
-//! comet, one batched call each, in parallel), deleting a key's offline messages, registering client
-//! tokens, and `/metrics` and `/health`. API routes are POST only and, when `admin_token` is set,
-//! need `Authorization: Bearer <token>`. Request bodies are size- and time-limited.
+//! The admin port (docs/http-api.md#admin-port-post-only-no-jsonp): pushes to one key or many
+//! (grouped per owning comet, one batched call each, in parallel), deleting a key's offline messages,
+//! registering client tokens, and `/metrics` and `/health`. API routes are POST only and, when
+//! `admin_token` is set, need `Authorization: Bearer <token>` (docs/decisions.md#d10-tokens-over-http,
+//! docs/decisions.md#d11-admin-port-closed-by-default, docs/decisions.md#d12-observability).
 
 use crate::error::WebError;
-use crate::reply::{self, HttpResponse, Reply, Style};
-use crate::server::{State, count};
+use crate::reply::{self, HttpResponse, Reply, Style, count};
+use crate::state::State;
 use bytes::{Bytes, BytesMut};
 use cluster::gojson;
 use cluster::query::Query as Params;

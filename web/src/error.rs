@@ -27,11 +27,6 @@ pub enum WebError {
     #[error("config: {0}")]
     Config(String),
     /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The configured address.
-        addr: String,
-        /// What the OS said.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] cluster::net::BindError),
 }

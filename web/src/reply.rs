@@ -11,16 +11,16 @@ use hyper::{Response, StatusCode};
 use tracing::debug;
 
 /// The response type of every handler.
-pub type HttpResponse = Response<Full<Bytes>>;
+pub(crate) type HttpResponse = Response<Full<Bytes>>;
 
 /// `ret` of a success.
-pub const OK: u32 = 0;
+pub(crate) const OK: u32 = 0;
 /// `ret` when no comet node (or no address of the protocol) serves the key.
-pub const NO_NODE: u32 = 1001;
+pub(crate) const NO_NODE: u32 = 1001;
 /// `ret` of a parameter error.
-pub const PARAM_ERROR: u32 = 65534;
+pub(crate) const PARAM_ERROR: u32 = 65534;
 /// `ret` of an internal error: RPC, storage, not-owner, bad message.
-pub const INTERNAL_ERROR: u32 = 65535;
+pub(crate) const INTERNAL_ERROR: u32 = 65535;
 
 const JSON: &str = "application/json;charset=utf-8";
 const JAVASCRIPT: &str = "application/javascript;charset=utf-8";
@@ -28,7 +28,7 @@ const TEXT: &str = "text/plain; charset=utf-8";
 
 /// Which envelope a route answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
+pub(crate) enum Style {
     /// `/1/*` and `/2/*` routes: `{"data":..,"ret":N}`.
     Versioned,
     /// Unversioned routes: `{"data":..,"msg":"ok","ret":N}`; the `msg` never changes, even on errors.
@@ -37,7 +37,7 @@ pub enum Style {
 
 /// A JSON reply: the `ret` code and, on success, the `data` object.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     style: Style,
     ret: u32,
     data: Option<String>,
@@ -45,28 +45,28 @@ pub struct Reply {
 
 impl Reply {
     /// Success without data: `{"ret":0}`.
-    pub fn ok(style: Style) -> Reply {
+    pub(crate) fn ok(style: Style) -> Reply {
         Reply { style, ret: OK, data: None }
     }
 
     /// Success with `data`, which must be a JSON object already encoded Go's way.
-    pub fn data(style: Style, data: String) -> Reply {
+    pub(crate) fn data(style: Style, data: String) -> Reply {
         Reply { style, ret: OK, data: Some(data) }
     }
 
     /// The reply for a failed request.
-    pub fn error(style: Style, e: &WebError) -> Reply {
+    pub(crate) fn error(style: Style, e: &WebError) -> Reply {
         debug!(error = %e, "request failed");
         Reply { style, ret: ret_code(e), data: None }
     }
 
     /// The `ret` code.
-    pub fn ret(&self) -> u32 {
+    pub(crate) fn ret(&self) -> u32 {
         self.ret
     }
 
     /// The JSON bytes, keys in Go's sorted order.
-    pub fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         let data_len = self.data.as_ref().map_or(0, String::len);
         let mut out = String::with_capacity(data_len + 32);
         out.push('{');
@@ -86,7 +86,7 @@ impl Reply {
 
     /// The HTTP response: JSON, or JSONP `callback(json)` when a callback was given. The callback
     /// must have passed [`valid_callback`].
-    pub fn into_response(self, callback: Option<&str>) -> HttpResponse {
+    pub(crate) fn into_response(self, callback: Option<&str>) -> HttpResponse {
         let json = self.body();
         match callback {
             Some(cb) => {
@@ -102,23 +102,32 @@ impl Reply {
     }
 }
 
-/// The `ret` code of an error, as upstream answers it (§2.1-2.3 of the reference).
-pub fn ret_code(e: &WebError) -> u32 {
+/// Counts one answered API request by route and `ret`.
+pub(crate) fn count(route: &'static str, ret: u32) {
+    let ret = match ret {
+        0 => "0",
+        1001 => "1001",
+        65534 => "65534",
+        _ => "65535",
+    };
+    metrics::counter!("gopush_web_requests_total", "route" => route, "ret" => ret).increment(1);
+}
+
+/// The `ret` code of an error, as upstream answers it (docs/http-api.md#ret-codes).
+pub(crate) fn ret_code(e: &WebError) -> u32 {
     match e {
         WebError::Param(_) => PARAM_ERROR,
         WebError::NoComet => NO_NODE,
         // A comet that does not own the key is an RPC error upstream too: 65535.
-        WebError::BadMessage
-        | WebError::Comet(_)
-        | WebError::Store(_)
-        | WebError::Config(_)
-        | WebError::Bind { .. } => INTERNAL_ERROR,
+        WebError::BadMessage | WebError::Comet(_) | WebError::Store(_) | WebError::Config(_) | WebError::Bind(_) => {
+            INTERNAL_ERROR
+        }
     }
 }
 
-/// True for a JSONP callback name we echo: `[A-Za-z_$][A-Za-z0-9_$.]{0,63}` (DESIGN decision 9).
+/// True for a JSONP callback name we echo: `[A-Za-z_$][A-Za-z0-9_$.]{0,63}` (docs/decisions.md#d9-hostile-input).
 /// Dots are allowed because the JavaScript SDK names its callbacks `GoPushCli.callback_xxx`.
-pub fn valid_callback(name: &str) -> bool {
+pub(crate) fn valid_callback(name: &str) -> bool {
     let b = name.as_bytes();
     let head_ok = |c: u8| c.is_ascii_alphabetic() || c == b'_' || c == b'$';
     let tail_ok = |c: u8| head_ok(c) || c.is_ascii_digit() || c == b'.';
@@ -129,17 +138,17 @@ pub fn valid_callback(name: &str) -> bool {
 }
 
 /// Go's `http.Error(w, "Method Not Allowed", 405)`.
-pub fn method_not_allowed() -> HttpResponse {
+pub(crate) fn method_not_allowed() -> HttpResponse {
     plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
 }
 
 /// Go's `http.NotFound`: `404 page not found\n`.
-pub fn not_found() -> HttpResponse {
+pub(crate) fn not_found() -> HttpResponse {
     plain(StatusCode::NOT_FOUND, "404 page not found\n")
 }
 
 /// 401 for an admin request without the configured bearer token.
-pub fn unauthorized() -> HttpResponse {
+pub(crate) fn unauthorized() -> HttpResponse {
     let mut r = plain(StatusCode::UNAUTHORIZED, "Unauthorized\n");
     r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
@@ -153,7 +162,7 @@ fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
 }
 
 /// A response with `body` of `content_type`; hyper adds the exact Content-Length of a full body.
-pub fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> HttpResponse {
+pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> HttpResponse {
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
