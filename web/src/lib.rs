@@ -13,6 +13,7 @@ mod admin;
 mod config;
 mod deadline;
 mod error;
+mod limits;
 mod prune;
 mod public;
 mod reply;

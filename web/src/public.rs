@@ -4,7 +4,7 @@
 //! GET only.
 
 use crate::error::WebError;
-use crate::reply::{self, HttpResponse, Reply, Style, count, valid_callback};
+use crate::reply::{self, Call, HttpResponse, Reply, Style, finish, valid_callback};
 use crate::state::State;
 use cluster::Proto;
 use cluster::gojson;
@@ -59,19 +59,17 @@ pub(crate) async fn handle<B>(state: &State, req: Request<B>) -> HttpResponse {
     let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
     let names = if style == Style::Legacy { &LEGACY } else { &VERSIONED };
     let callback = params.non_empty(names.callback);
+    let key = params.get(names.key).unwrap_or("").to_string();
+    let call = Call { route: name, style, key, error_header: state.config.base.error_header };
     if callback.is_some_and(|cb| !valid_callback(cb)) {
-        let reply = Reply::error(style, &WebError::Param("invalid JSONP callback"));
-        count(name, reply.ret());
-        return reply.into_response(None);
+        return finish(&call, Err(WebError::Param("invalid JSONP callback")), None);
     }
     let outcome = match route {
         Route::Server { all } => server_get(state, &params, names, style, all),
         Route::Messages => messages_get(state, &params, names, style).await,
         Route::Time => Ok(Reply::data(style, format!("{{\"timeid\":{}}}", now_mid()))),
     };
-    let reply = outcome.unwrap_or_else(|e| Reply::error(style, &e));
-    count(name, reply.ret());
-    reply.into_response(callback)
+    finish(&call, outcome, callback)
 }
 
 /// `/1/server/get`, `/2/server/get`, `/server/get`: the owner's first (or every) address.

@@ -1,14 +1,23 @@
 //! The one place that turns outcomes into bytes on the wire: errors into `ret` codes, replies into
 //! upstream's JSON envelope (`{"data":{..},"ret":0}`, legacy routes adding `"msg":"ok"`), JSONP
-//! wrapping with a validated callback, and the plain-text 404/405/401 answers written the way Go's
-//! net/http writes them. Every response carries a Content-Length (CocoaGoPush needs it).
+//! wrapping with a validated callback, and the plain-text 404/405/401/429 answers written the way
+//! Go's net/http writes them. Every response carries a Content-Length (CocoaGoPush needs it). A
+//! failed API call is logged here, once, with its route, key and reason
+//! (docs/decisions.md#d25-typed-errors-mapped-once).
 
 use crate::error::WebError;
 use bytes::Bytes;
+use cluster::rpc::{CometError, StoreError};
 use http_body_util::Full;
-use hyper::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
-use tracing::debug;
+use tracing::warn;
+
+/// The header that says why an API call failed, when `base.error_header` is on.
+pub(crate) const ERROR_HEADER: HeaderName = HeaderName::from_static("x-gopush-error");
+
+/// Longest key written into a log line; keys are client input and may be huge.
+const LOGGED_KEY: usize = 128;
 
 /// The response type of every handler.
 pub(crate) type HttpResponse = Response<Full<Bytes>>;
@@ -54,17 +63,6 @@ impl Reply {
         Reply { style, ret: OK, data: Some(data) }
     }
 
-    /// The reply for a failed request.
-    pub(crate) fn error(style: Style, e: &WebError) -> Reply {
-        debug!(error = %e, "request failed");
-        Reply { style, ret: ret_code(e), data: None }
-    }
-
-    /// The `ret` code.
-    pub(crate) fn ret(&self) -> u32 {
-        self.ret
-    }
-
     /// The JSON bytes, keys in Go's sorted order.
     pub(crate) fn body(&self) -> String {
         let data_len = self.data.as_ref().map_or(0, String::len);
@@ -102,6 +100,78 @@ impl Reply {
     }
 }
 
+/// What an API request is about, for the log line of a failure.
+pub(crate) struct Call {
+    /// The route's metric label, e.g. `/1/admin/push/private`.
+    pub(crate) route: &'static str,
+    /// Its envelope.
+    pub(crate) style: Style,
+    /// The key it names (empty when none, comma-joined for several).
+    pub(crate) key: String,
+    /// Whether to add [`ERROR_HEADER`] to a failure.
+    pub(crate) error_header: bool,
+}
+
+/// Ends an API request: counts it, logs a failure once with route, key and reason, and writes
+/// the reply. The one place where errors become replies, so every route says why the same way.
+pub(crate) fn finish(call: &Call, outcome: Result<Reply, WebError>, callback: Option<&str>) -> HttpResponse {
+    let (reply, why) = match outcome {
+        Ok(reply) => (reply, None),
+        Err(e) => {
+            let why = reason(&e);
+            let key: String = call.key.chars().take(LOGGED_KEY).collect();
+            warn!(route = call.route, key = ?key, reason = %why, ret = ret_code(&e), "api call failed");
+            (Reply { style: call.style, ret: ret_code(&e), data: None }, Some(why))
+        }
+    };
+    count(call.route, reply.ret);
+    let mut response = reply.into_response(callback);
+    if let Some(why) = why.filter(|_| call.error_header) {
+        if let Ok(value) = HeaderValue::from_str(&why) {
+            response.headers_mut().insert(ERROR_HEADER, value);
+        }
+    }
+    response
+}
+
+/// A short, header-safe reason for a failure, naming the comet node when one is known.
+pub(crate) fn reason(e: &WebError) -> String {
+    match e {
+        WebError::Param(p) => (*p).to_string(),
+        WebError::NoComet => "no comet node for the key".into(),
+        WebError::BadMessage => "message is not JSON".into(),
+        WebError::Comet(c) => comet_reason("comet", c),
+        WebError::CometAt { node, error } => comet_reason(&format!("comet {node}"), error),
+        WebError::Store(s) => format!("store: {}", store_reason(s)),
+        WebError::Config(_) | WebError::Bind(_) => "internal error".into(),
+    }
+}
+
+fn comet_reason(who: &str, e: &CometError) -> String {
+    match e {
+        CometError::Unreachable => format!("{who} unreachable"),
+        CometError::Timeout => format!("{who} timed out"),
+        CometError::NotOwner => "key not owned".into(),
+        CometError::BadKey => "bad key".into(),
+        CometError::BadMessage => "message is not JSON".into(),
+        CometError::BadToken => "bad token".into(),
+        CometError::Store(s) => format!("store: {}", store_reason(s)),
+    }
+}
+
+fn store_reason(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Backend => "backend unavailable",
+        StoreError::NoNode => "no message node",
+        StoreError::Unreachable => "message node unreachable",
+        StoreError::Timeout => "timed out",
+        StoreError::BadKey => "bad key",
+        StoreError::BadMessage => "message is not JSON",
+        StoreError::BadMid => "bad mid",
+        StoreError::BadToken => "bad token",
+    }
+}
+
 /// Counts one answered API request by route and `ret`.
 pub(crate) fn count(route: &'static str, ret: u32) {
     let ret = match ret {
@@ -119,14 +189,17 @@ pub(crate) fn ret_code(e: &WebError) -> u32 {
         WebError::Param(_) => PARAM_ERROR,
         WebError::NoComet => NO_NODE,
         // A comet that does not own the key is an RPC error upstream too: 65535.
-        WebError::BadMessage | WebError::Comet(_) | WebError::Store(_) | WebError::Config(_) | WebError::Bind(_) => {
-            INTERNAL_ERROR
-        }
+        WebError::BadMessage
+        | WebError::Comet(_)
+        | WebError::CometAt { .. }
+        | WebError::Store(_)
+        | WebError::Config(_)
+        | WebError::Bind(_) => INTERNAL_ERROR,
     }
 }
 
-/// True for a JSONP callback name we echo: `[A-Za-z_$][A-Za-z0-9_$.]{0,63}` (docs/decisions.md#d9-hostile-input).
-/// Dots are allowed because the JavaScript SDK names its callbacks `GoPushCli.callback_xxx`.
+/// True for a JSONP callback name we echo: `[A-Za-z_$][A-Za-z0-9_$.]{0,63}`
+/// (docs/decisions.md#d9-hostile-input). Dots are allowed because the JavaScript SDK names its callbacks `GoPushCli.callback_xxx`.
 pub(crate) fn valid_callback(name: &str) -> bool {
     let b = name.as_bytes();
     let head_ok = |c: u8| c.is_ascii_alphabetic() || c == b'_' || c == b'$';
@@ -154,6 +227,13 @@ pub(crate) fn unauthorized() -> HttpResponse {
     r
 }
 
+/// 429 for a source that sent too many wrong admin tokens; it may try again after `retry_secs`.
+pub(crate) fn too_many_requests(retry_secs: u64) -> HttpResponse {
+    let mut r = plain(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n");
+    r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from(retry_secs));
+    r
+}
+
 /// A plain-text body the way Go's `http.Error` writes it.
 fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
     let mut r = respond(status, TEXT, Bytes::from_static(text.as_bytes()));
@@ -172,7 +252,6 @@ pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: Byte
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cluster::rpc::{CometError, StoreError};
 
     #[test]
     fn envelopes_match_go_key_order() {
@@ -186,7 +265,8 @@ mod tests {
             Reply::data(Style::Legacy, r#"{"server":"a:1"}"#.into()).body(),
             r#"{"data":{"server":"a:1"},"msg":"ok","ret":0}"#
         );
-        assert_eq!(Reply::error(Style::Legacy, &WebError::Param("k")).body(), r#"{"msg":"ok","ret":65534}"#);
+        let failed = Reply { style: Style::Legacy, ret: ret_code(&WebError::Param("k")), data: None };
+        assert_eq!(failed.body(), r#"{"msg":"ok","ret":65534}"#);
     }
 
     #[test]

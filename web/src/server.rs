@@ -1,6 +1,7 @@
 //! Starting and stopping a web node: bind both listeners, follow the comet membership into routes,
-//! serve HTTP/1.1 with keep-alive (one task per connection under the listener's connection cap;
-//! head reads, idle connections and blocked response writes under `http_timeout`), watch comet
+//! serve HTTP/1.1 with keep-alive (one task per connection under the listener's connection cap and
+//! a per-source cap; request heads capped in bytes and, as a whole, in time; idle connections and
+//! blocked response writes under `http_timeout`), watch comet
 //! health and prune dead comets when a ZooKeeper session is given, and on shutdown stop accepting
 //! and let in-flight requests finish.
 
@@ -8,6 +9,7 @@ use crate::admin;
 use crate::config::WebConfig;
 use crate::deadline::WriteDeadline;
 use crate::error::WebError;
+use crate::limits::{AuthThrottle, PerIp};
 use crate::prune;
 use crate::public;
 use crate::routing::{self, CometFactory, remote_comets};
@@ -31,7 +33,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
+
+/// hyper's smallest allowed read buffer.
+const MIN_BUF: usize = 8192;
 
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -83,6 +88,12 @@ impl Web {
     /// Binds both ports and starts serving; returns once the listeners are open.
     pub async fn start(config: WebConfig, deps: WebDeps) -> Result<Web, WebError> {
         config.validate()?;
+        if admin_exposed(&config) {
+            warn!(
+                admin_bind = %config.base.admin_bind,
+                "the admin port listens beyond loopback and base.admin_token is empty: anyone who reaches it can push"
+            );
+        }
         let public = bind("base.http_bind", &config.base.http_bind, SocketOptions::default()).await?;
         let admin = bind("base.admin_bind", &config.base.admin_bind, SocketOptions::default()).await?;
         let public_addr = local_addr(&public, "base.http_bind", &config.base.http_bind)?;
@@ -95,7 +106,9 @@ impl Web {
         let health = prune::run(routes.clone(), deps.session.clone(), config.rpc.clone(), shutdown.clone());
         tasks.push(tokio::spawn(health));
         tasks.push(tokio::spawn(cluster::stat::upkeep(metrics.clone(), shutdown.clone())));
-        let state = Arc::new(State { config, routes, messages: deps.messages, metrics, session: deps.session });
+        let throttle = AuthThrottle::default();
+        let state =
+            Arc::new(State { config, routes, messages: deps.messages, metrics, session: deps.session, throttle });
         for (listener, port) in [(public, Port::Public), (admin, Port::Admin)] {
             let serving = serve(listener, state.clone(), port, shutdown.clone(), connections.clone());
             tasks.push(tokio::spawn(serving));
@@ -126,6 +139,11 @@ impl Web {
     }
 }
 
+/// True when the admin port is reachable from other hosts without a token.
+fn admin_exposed(config: &WebConfig) -> bool {
+    config.base.admin_token.is_empty() && !cluster::net::is_loopback(&config.base.admin_bind)
+}
+
 fn local_addr(listener: &TcpListener, key: &str, addr: &str) -> Result<SocketAddr, WebError> {
     listener.local_addr().map_err(|cause| cluster::net::BindError { key: key.into(), addr: addr.into(), cause }.into())
 }
@@ -140,14 +158,19 @@ async fn serve(
 ) {
     let base = &state.config.base;
     let limit = Arc::new(Semaphore::new(base.max_connections));
+    let per_ip = PerIp::new(base.max_connections_per_ip);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
+        // Armed once per request head, so it bounds the whole head, however slowly it trickles in.
         .header_read_timeout(base.http_timeout)
         .keep_alive(true)
         // Go writes canonical header names (`Content-Type`); some old clients compare them exactly.
         .title_case_headers(true)
-        .max_buf_size(64 * 1024);
+        // A head past this gets 431. The read buffer is capped alike, so a half-sent request holds
+        // a few KiB, not the 64 KiB-plus it held when only the buffer was capped.
+        .max_header_size(base.max_header_bytes)
+        .max_buf_size(base.max_header_bytes.max(MIN_BUF));
     let what = match port {
         Port::Public => "public http",
         Port::Admin => "admin http",
@@ -156,6 +179,12 @@ async fn serve(
     let stop = shutdown.clone();
     accept_loop(listener, what, Some(limit), stop, move |accepted: Accepted| {
         let Accepted { stream, peer, permit } = accepted;
+        let Some(slot) = per_ip.admit(peer.ip()) else {
+            // Closed at once: a source at its cap gets no slot and no buffer.
+            debug!(%peer, port = what, "connection over the per-source cap closed");
+            metrics::counter!("gopush_web_connections_refused_total", "port" => what).increment(1);
+            return;
+        };
         debug!(%peer, port = what, "http connection");
         let handler_state = state.clone();
         let service = service_fn(move |req: Request<Incoming>| {
@@ -163,7 +192,7 @@ async fn serve(
             async move {
                 let response = match port {
                     Port::Public => public::handle(&state, req).await,
-                    Port::Admin => admin::handle(&state, req).await,
+                    Port::Admin => admin::handle(&state, peer.ip(), req).await,
                 };
                 Ok::<_, Infallible>(response)
             }
@@ -172,7 +201,7 @@ async fn serve(
         let conn = builder.serve_connection(io, service);
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            let _permit = permit;
+            let _places = (permit, slot);
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {
@@ -188,4 +217,24 @@ async fn serve(
         });
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_admin_port_without_a_token_is_flagged() {
+        let mut c = WebConfig::default();
+        assert!(!admin_exposed(&c), "loopback by default");
+        c.base.admin_bind = "0.0.0.0:8091".into();
+        assert!(admin_exposed(&c));
+        c.base.admin_bind = ":8091".into();
+        assert!(admin_exposed(&c));
+        c.base.admin_token = "s".into();
+        assert!(!admin_exposed(&c), "a token guards it");
+        c.base.admin_token.clear();
+        c.base.admin_bind = "[::1]:8091".into();
+        assert!(!admin_exposed(&c));
+    }
 }

@@ -3,6 +3,7 @@
 //! it imports nothing from the handlers or the server, so the crate's modules flow one way.
 
 use crate::config::WebConfig;
+use crate::limits::AuthThrottle;
 use crate::routing::Routes;
 use cluster::rpc::SharedMessages;
 use cluster::zk::Session;
@@ -17,6 +18,8 @@ pub(crate) struct State {
     pub(crate) messages: SharedMessages,
     pub(crate) metrics: PrometheusHandle,
     pub(crate) session: Option<Session>,
+    /// Failed admin tokens per source address.
+    pub(crate) throttle: AuthThrottle,
 }
 
 impl State {
