@@ -1,13 +1,8 @@
-//! The web node: the public HTTP API that tells clients which comet serves their key and hands out
-//! offline messages, and the admin HTTP API that takes pushes and routes them to the owning comet by
-//! the ketama ring. Byte-compatible with gopush-cluster 1.0.5's web (docs/http-api.md). It also
-//! prunes comet instances that stop answering. Decisions behind it: docs/decisions.md#d1-compatibility-contract,
-//! #d4-every-process-builds-its-own-ring, #d5-web-prunes-dead-comets, #d9-hostile-input,
-//! #d10-tokens-over-http, #d11-admin-port-closed-by-default and #d12-observability.
-//!
-//! Start one with [`Web::start`]; [`WebDeps::cluster`] wires it to ZooKeeper and the message nodes.
-//! Modules flow one way: `server` (listen, accept, serve) → `public` / `admin` (handlers) →
-//! `state`, `routing`, `reply`.
+//! The web node: the public HTTP API that tells clients which comet serves their key, and the admin
+//! API that routes pushes to the owning comet by the ring, byte-compatible with gopush-cluster 1.0.5
+//! (docs/http-api.md, docs/decisions.md#d1-compatibility-contract). Start one with [`Web::start`].
+//! Modules depend one way, `server` → `public`, `admin` → `state`, `routing`, `reply`, `limits`; the
+//! decisions behind each file are listed in docs/architecture.md#web.
 
 mod admin;
 mod config;

@@ -1,9 +1,8 @@
-//! Comet health and pruning (docs/decisions.md#d5-web-prunes-dead-comets): every `ping` interval
-//! each comet instance, active or standby, is pinged. A change between answering and not answering
-//! is logged once per transition. With a ZooKeeper session, an instance whose endpoint has failed
-//! `ping_failures` consecutive calls has its ephemeral znode deleted, so every watcher drops it
-//! within seconds instead of waiting out its session; a web node that reaches no comet at all
-//! prunes nothing.
+//! Comet health and pruning (docs/decisions.md#d5-web-prunes-dead-comets): each `ping` interval
+//! every comet instance is pinged and a change between answering and not is logged once. With a
+//! ZooKeeper session, an instance whose endpoint failed `ping_failures` calls in a row loses its
+//! znode, so watchers drop it in seconds instead of after its session expires; a web node that
+//! reaches no comet at all prunes nothing.
 
 use crate::routing::{Routes, Target};
 use cluster::pool::RpcConfig;

@@ -1,9 +1,7 @@
-//! The one place that turns outcomes into bytes on the wire: errors into `ret` codes, replies into
-//! upstream's JSON envelope (`{"data":{..},"ret":0}`, legacy routes adding `"msg":"ok"`), JSONP
-//! wrapping with a validated callback, and the plain-text 404/405/401/429 answers written the way
-//! Go's net/http writes them. Every response carries a Content-Length (CocoaGoPush needs it). A
-//! failed API call is logged here, once, with its route, key and reason
-//! (docs/decisions.md#d25-typed-errors-mapped-once).
+//! The one place that turns outcomes into bytes on the wire: errors into `ret` codes (and one WARN
+//! line with the reason), replies into upstream's JSON envelope (`{"data":{..},"ret":0}`, legacy
+//! routes adding `"msg":"ok"`), validated JSONP, and Go's plain-text 404/405/401/429 answers. Every
+//! response has a Content-Length (CocoaGoPush needs it; docs/decisions.md#d25-typed-errors-mapped-once).
 
 use crate::error::WebError;
 use bytes::Bytes;

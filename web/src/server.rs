@@ -1,9 +1,8 @@
 //! Starting and stopping a web node: bind both listeners, follow the comet membership into routes,
-//! serve HTTP/1.1 with keep-alive (one task per connection under the listener's connection cap and
-//! a per-source cap; request heads capped in bytes and, as a whole, in time; idle connections and
-//! blocked response writes under `http_timeout`), watch comet
-//! health and prune dead comets when a ZooKeeper session is given, and on shutdown stop accepting
-//! and let in-flight requests finish.
+//! serve HTTP/1.1 with keep-alive (a task per connection under a per-listener and a per-source cap;
+//! request heads capped in bytes and as a whole in time; idle connections and blocked writes under
+//! `http_timeout`), watch comet health, and on shutdown let in-flight requests finish
+//! (docs/decisions.md#d34-web-http-serving, docs/decisions.md#d43-hostile-http-clients).
 
 use crate::admin;
 use crate::config::WebConfig;
