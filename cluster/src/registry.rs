@@ -12,6 +12,29 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use zookeeper_client as zk;
 
+/// Why [`delete_instance`] could not delete a znode.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    /// No live session: ZooKeeper is unreachable or the session is being replaced.
+    #[error("zookeeper is unreachable")]
+    NoSession,
+    /// ZooKeeper failed the delete.
+    #[error("zookeeper: {0}")]
+    Zk(String),
+}
+
+/// Deletes another process's registration at `path`, as web does to prune a comet that stopped
+/// answering. Several callers may race for the same znode, so one that is already gone is success:
+/// `Ok(true)` when this call deleted it, `Ok(false)` when it was gone. Callers add their own deadline.
+pub async fn delete_instance(session: &Session, path: &str) -> Result<bool, DeleteError> {
+    let live = session.current().ok_or(DeleteError::NoSession)?;
+    match live.client.delete(path, None).await {
+        Ok(()) => Ok(true),
+        Err(zk::Error::NoNode) => Ok(false),
+        Err(e) => Err(DeleteError::Zk(e.to_string())),
+    }
+}
+
 /// Default wait before re-creating a znode that someone else deleted.
 pub const DEFAULT_REREGISTER_BACKOFF: Duration = Duration::from_secs(2);
 

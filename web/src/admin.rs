@@ -1,11 +1,13 @@
-//! The admin port (§2.3, DESIGN decisions 10-12): pushes to one key or many (grouped per owning
-//! comet, one batched call each, in parallel), deleting a key's offline messages, registering client
-//! tokens, and `/metrics` and `/health`. API routes are POST only and, when `admin_token` is set,
-//! need `Authorization: Bearer <token>`. Request bodies are size- and time-limited.
+//! The admin port (docs/http-api.md#admin-port-post-only-no-jsonp): pushes to one key or many
+//! (grouped per owning comet, one batched call each, in parallel), deleting a key's offline messages,
+//! registering client tokens, and `/metrics` and `/health`. API routes are POST only and, when
+//! `admin_token` is set, need `Authorization: Bearer <token>` (docs/decisions.md#d10-tokens-over-http,
+//! docs/decisions.md#d11-admin-port-closed-by-default, docs/decisions.md#d12-observability).
 
 use crate::error::WebError;
-use crate::reply::{self, HttpResponse, Reply, Style};
-use crate::server::{State, count};
+use crate::limits::{AUTH_BLOCK, Strike};
+use crate::reply::{self, Call, HttpResponse, Reply, Style, finish};
+use crate::state::State;
 use bytes::{Bytes, BytesMut};
 use cluster::gojson;
 use cluster::query::Query as Params;
@@ -17,11 +19,16 @@ use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
 use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// Token lifetime when `/1/token/add` gives no `e`: 30 days, upstream's hard-coded token expiry.
 pub const DEFAULT_TOKEN_SECS: u64 = 30 * 24 * 3600;
+
+/// Longest client token, in bytes: the comet and the message store refuse longer ones, so web
+/// answers that as the parameter error it is instead of an internal one from the comet.
+const MAX_TOKEN_LEN: usize = 1024;
 
 /// Bytes past `max_body` that are read and thrown away before answering an oversized request, so
 /// the client sees the answer instead of a connection reset.
@@ -51,8 +58,8 @@ fn lookup(path: &str) -> Option<(Route, &'static str)> {
     })
 }
 
-/// Answers one request on the admin port.
-pub(crate) async fn handle<B>(state: &State, req: Request<B>) -> HttpResponse
+/// Answers one request on the admin port from `peer`.
+pub(crate) async fn handle<B>(state: &State, peer: IpAddr, req: Request<B>) -> HttpResponse
 where
     B: Body<Data = Bytes> + Unpin,
 {
@@ -66,37 +73,54 @@ where
         _ if req.method() != Method::POST => return reply::method_not_allowed(),
         _ => {}
     }
-    if !authorized(&state.config.base.admin_token, &req) {
-        return reply::unauthorized();
+    let token = &state.config.base.admin_token;
+    if !token.is_empty() {
+        let now = Instant::now();
+        if state.throttle.blocked(peer, now) {
+            return reply::too_many_requests(AUTH_BLOCK.as_secs());
+        }
+        if !authorized(token, &req) {
+            if state.throttle.fail(peer, now) == Strike::Blocked {
+                warn!(%peer, "too many wrong admin tokens; refusing this source's admin requests for {AUTH_BLOCK:?}");
+            }
+            return reply::unauthorized();
+        }
     }
     let started = Instant::now();
     let query = Params::parse(req.uri().query().unwrap_or("").as_bytes());
     let declared_len = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let body = read_body(req.into_body(), declared_len, state.config.base.max_body, state.config.base.http_timeout);
+    let mut call =
+        Call { route: name, style: Style::Versioned, key: String::new(), error_header: state.config.base.error_header };
     let outcome = match route {
-        Route::PushPrivate => push_private(state, &query, body.await).await,
-        Route::PushPrivates => push_privates(state, &query, body.await).await,
-        Route::DeleteMessages => delete_messages(state, body.await).await,
-        Route::AddToken => add_token(state, &query, body.await).await,
+        Route::PushPrivate => push_private(state, &query, body.await, &mut call.key).await,
+        Route::PushPrivates => push_privates(state, &query, body.await, &mut call.key).await,
+        Route::DeleteMessages => delete_messages(state, body.await, &mut call.key).await,
+        Route::AddToken => add_token(state, &query, body.await, &mut call.key).await,
         Route::Metrics | Route::Health => Ok(Reply::ok(Style::Versioned)),
     };
-    let reply = outcome.unwrap_or_else(|e| Reply::error(Style::Versioned, &e));
-    count(name, reply.ret());
+    let response = finish(&call, outcome, None);
     if matches!(route, Route::PushPrivate | Route::PushPrivates) {
         metrics::histogram!("gopush_web_push_seconds", "route" => name).record(started.elapsed().as_secs_f64());
     }
-    reply.into_response(None)
+    response
 }
 
 /// `/1/admin/push/private?key=K&expire=E` (alias `/admin/push`), body = the message.
-async fn push_private(state: &State, query: &Params, body: Result<Bytes, WebError>) -> Result<Reply, WebError> {
-    let expire = expire(query)?;
-    let body = body?;
+async fn push_private(
+    state: &State,
+    query: &Params,
+    body: Result<Bytes, WebError>,
+    logged: &mut String,
+) -> Result<Reply, WebError> {
     // Upstream does not check the key at web: an empty one reaches the comet, which refuses it.
     let key = query.get("key").unwrap_or("");
-    let comet = owner(state, key)?;
+    logged.push_str(key);
+    let expire = expire(query)?;
+    let body = body?;
+    let (node, comet) = owner(state, key)?;
     let msg = json_message(&body)?;
-    comet.push_private(key.to_string(), msg, expire).await?;
+    comet.push_private(key.to_string(), msg, expire).await.map_err(|error| WebError::CometAt { node, error })?;
     Ok(Reply::ok(Style::Versioned))
 }
 
@@ -111,17 +135,28 @@ struct Multi {
 }
 
 /// `/1/admin/push/mprivate?expire=E`, body `{"m":"<message>","k":"k1,k2"}`.
-async fn push_privates(state: &State, query: &Params, body: Result<Bytes, WebError>) -> Result<Reply, WebError> {
+async fn push_privates(
+    state: &State,
+    query: &Params,
+    body: Result<Bytes, WebError>,
+    logged: &mut String,
+) -> Result<Reply, WebError> {
     let expire = expire(query)?;
     let body = body?;
     let multi: Multi =
         serde_json::from_slice(&body).map_err(|_| WebError::Param("body must be {\"m\":..,\"k\":..}"))?;
     let msg = multi.m.filter(|m| !m.is_empty()).ok_or(WebError::Param("empty m"))?;
-    let keys = multi.k.filter(|k| !k.is_empty()).ok_or(WebError::Param("empty k"))?;
+    let keys = multi.k.unwrap_or_default();
+    logged.push_str(&keys);
+    // Empty entries (`"a,,b"`, `",,,"`) name no key: they are skipped, and a list of nothing but
+    // them is the parameter error an empty `k` is.
+    let keys: Vec<&str> = keys.split(',').filter(|k| !k.is_empty()).collect();
+    if keys.is_empty() {
+        return Err(WebError::Param("empty k"));
+    }
     if gojson::compact(&msg).is_none() {
         return Err(WebError::BadMessage);
     }
-    let keys: Vec<&str> = keys.split(',').collect();
 
     // Group per owning comet; one key without an owner fails the whole request, as upstream.
     let routes = state.routes();
@@ -161,33 +196,46 @@ async fn push_privates(state: &State, query: &Params, body: Result<Bytes, WebErr
 }
 
 /// `/1/admin/msg/del` (alias `/admin/msg/clean`), form body `key=K`: deletes stored messages.
-async fn delete_messages(state: &State, body: Result<Bytes, WebError>) -> Result<Reply, WebError> {
+async fn delete_messages(state: &State, body: Result<Bytes, WebError>, logged: &mut String) -> Result<Reply, WebError> {
     let form = Params::parse(&body?);
     let key = form.non_empty("key").ok_or(WebError::Param("missing key"))?;
+    logged.push_str(key);
     state.messages.del_private(key.to_string()).await?;
     Ok(Reply::ok(Style::Versioned))
 }
 
 /// `/1/token/add` with `k`, `t` and optional `e` (seconds) in the query or a form body.
-async fn add_token(state: &State, query: &Params, body: Result<Bytes, WebError>) -> Result<Reply, WebError> {
+async fn add_token(
+    state: &State,
+    query: &Params,
+    body: Result<Bytes, WebError>,
+    logged: &mut String,
+) -> Result<Reply, WebError> {
     let form = Params::parse(&body?);
     let get = |name: &str| query.non_empty(name).or_else(|| form.non_empty(name));
     let key = get("k").ok_or(WebError::Param("missing k"))?;
+    logged.push_str(key);
     let token = get("t").ok_or(WebError::Param("missing t"))?;
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(WebError::Param("token longer than 1024 bytes"));
+    }
     let lifetime = match get("e") {
         None => DEFAULT_TOKEN_SECS,
         Some(e) => digits(e).and_then(|e| e.parse::<u64>().ok()).filter(|&e| e > 0).ok_or(WebError::Param("bad e"))?,
     };
-    let comet = owner(state, key)?;
-    comet.add_token(key.to_string(), token.to_string(), lifetime).await?;
+    let (node, comet) = owner(state, key)?;
+    comet
+        .add_token(key.to_string(), token.to_string(), lifetime)
+        .await
+        .map_err(|error| WebError::CometAt { node, error })?;
     Ok(Reply::ok(Style::Versioned))
 }
 
-/// The owning comet's handle for `key`.
-fn owner(state: &State, key: &str) -> Result<SharedComet, WebError> {
+/// The owning comet node's name and handle for `key`.
+fn owner(state: &State, key: &str) -> Result<(String, SharedComet), WebError> {
     let routes = state.routes();
-    let (_, target) = routes.owner(key)?;
-    Ok(target.comet.clone())
+    let (node, target) = routes.owner(key)?;
+    Ok((node.to_string(), target.comet.clone()))
 }
 
 /// `expire` as Go's `ParseUint(s, 10, 32)` reads it: required, digits only, fits in 32 bits.
@@ -212,15 +260,21 @@ fn json_message(body: &[u8]) -> Result<String, WebError> {
     Ok(text.to_string())
 }
 
-/// True when no admin token is configured or the request carries it as a bearer token.
+/// True when no admin token is configured or the request carries it as a bearer token. The scheme
+/// name is case-insensitive (RFC 9110), so `bearer x` works as `Bearer x` does.
 fn authorized<B>(token: &str, req: &Request<B>) -> bool {
     if token.is_empty() {
         return true;
     }
-    let Some(given) = req.headers().get(AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")) else {
+    let Some(value) = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()) else {
         return false;
     };
-    constant_time_eq(given, token.as_bytes())
+    let Some(space) = value.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let (scheme, rest) = value.split_at(space);
+    let given = rest.trim_ascii_start();
+    scheme.eq_ignore_ascii_case(b"bearer") && constant_time_eq(given, token.as_bytes())
 }
 
 /// Compares without an early exit, so response timing does not reveal how much of a guess matched.
@@ -322,7 +376,11 @@ mod tests {
         assert!(authorized("s3cret", &req(Some("Bearer s3cret"))));
         assert!(!authorized("s3cret", &req(Some("Bearer s3cre"))));
         assert!(!authorized("s3cret", &req(Some("Bearer s3cret2"))));
-        assert!(!authorized("s3cret", &req(Some("bearer s3cret"))));
+        assert!(authorized("s3cret", &req(Some("bearer s3cret"))), "the scheme is case-insensitive");
+        assert!(authorized("s3cret", &req(Some("BEARER  s3cret"))));
+        assert!(!authorized("s3cret", &req(Some("Bearer S3CRET"))), "the token is not");
+        assert!(!authorized("s3cret", &req(Some("Bearers3cret"))));
+        assert!(!authorized("s3cret", &req(Some("Basic s3cret"))));
         assert!(!authorized("s3cret", &req(None)));
     }
 

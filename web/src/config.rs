@@ -42,6 +42,15 @@ pub struct BaseConfig {
     pub admin_token: String,
     /// Open HTTP connections per listener; further clients wait in the accept queue.
     pub max_connections: usize,
+    /// Open HTTP connections per listener from one source IP; further ones are closed at once, so
+    /// one client cannot take every slot.
+    pub max_connections_per_ip: usize,
+    /// Largest request head (request line and headers) in bytes; a larger one gets HTTP 431 and the
+    /// connection is closed. It also bounds the read buffer of a half-sent request.
+    pub max_header_bytes: usize,
+    /// Adds an `X-Gopush-Error: <reason>` header to API answers whose `ret` is not 0. Off by
+    /// default: upstream sent no such header and its responses are kept byte for byte.
+    pub error_header: bool,
 }
 
 impl Default for BaseConfig {
@@ -53,6 +62,9 @@ impl Default for BaseConfig {
             max_body: 64 * 1024,
             admin_token: String::new(),
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+            max_header_bytes: 16 * 1024,
+            error_header: false,
         }
     }
 }
@@ -66,12 +78,18 @@ impl WebConfig {
     }
 
     /// Checks what serde cannot: values that parse but make no sense.
-    pub fn validate(&self) -> Result<(), WebError> {
+    pub(crate) fn validate(&self) -> Result<(), WebError> {
         if self.base.max_body == 0 {
             return Err(WebError::Config("base.max_body must be at least 1".into()));
         }
         if self.base.max_connections == 0 {
             return Err(WebError::Config("base.max_connections must be at least 1".into()));
+        }
+        if self.base.max_connections_per_ip == 0 {
+            return Err(WebError::Config("base.max_connections_per_ip must be at least 1".into()));
+        }
+        if self.base.max_header_bytes < 1024 {
+            return Err(WebError::Config("base.max_header_bytes must be at least 1024".into()));
         }
         if self.base.http_timeout.is_zero() {
             return Err(WebError::Config("base.http_timeout must be positive".into()));

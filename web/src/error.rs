@@ -20,6 +20,14 @@ pub enum WebError {
     /// A comet call failed (unreachable, timed out, not the owner, storage failure, bad input).
     #[error("comet: {0}")]
     Comet(#[from] CometError),
+    /// A call to the named comet node failed.
+    #[error("comet {node}: {error}")]
+    CometAt {
+        /// The ring node the key belongs to.
+        node: String,
+        /// What the call returned.
+        error: CometError,
+    },
     /// A message-store call failed.
     #[error("message store: {0}")]
     Store(#[from] StoreError),
@@ -27,11 +35,6 @@ pub enum WebError {
     #[error("config: {0}")]
     Config(String),
     /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The configured address.
-        addr: String,
-        /// What the OS said.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] cluster::net::BindError),
 }

@@ -1,20 +1,20 @@
-//! The web node (DESIGN decisions 1, 4, 5, 9-12): the public HTTP API that tells clients which comet
-//! serves their key and hands out offline messages, and the admin HTTP API that takes pushes and
-//! routes them to the owning comet by the ketama ring. Byte-compatible with gopush-cluster 1.0.5's
-//! web (§2 of the reference). It also prunes comet instances that stop answering.
-//!
-//! Start one with [`Web::start`]; [`WebDeps::cluster`] wires it to ZooKeeper and the message nodes.
-
-pub mod config;
-pub mod error;
-pub mod reply;
-pub mod routing;
+//! The web node: the public HTTP API that tells clients which comet serves their key, and the admin
+//! API that routes pushes to the owning comet by the ring, byte-compatible with gopush-cluster 1.0.5
+//! (docs/http-api.md, docs/decisions.md#d1-compatibility-contract). Start one with [`Web::start`].
+//! Modules depend one way, `server` → `public`, `admin` → `state`, `routing`, `reply`, `limits`; the
+//! decisions behind each file are listed in docs/architecture.md#web.
 
 mod admin;
+mod config;
 mod deadline;
+mod error;
+mod limits;
 mod prune;
 mod public;
+mod reply;
+mod routing;
 mod server;
+mod state;
 
 pub use admin::DEFAULT_TOKEN_SECS;
 pub use config::{BaseConfig, WebConfig};

@@ -1,65 +1,72 @@
-//! Pruning dead comets (DESIGN decision 5): every `ping` interval each comet instance, active or
-//! standby, is pinged with a deadline; after `ping_failures` consecutive failures its ephemeral znode
-//! is deleted, so every watcher drops it within seconds instead of waiting out its ZooKeeper session
-//! (upstream black-holed such a node's keys). Several web nodes may prune the same instance: a
-//! delete that finds no node is success. A web node that reaches no comet at all prunes nothing.
+//! Comet health and pruning (docs/decisions.md#d5-web-prunes-dead-comets): each `ping` interval
+//! every comet instance is pinged and a change between answering and not is logged once. With a
+//! ZooKeeper session, an instance whose endpoint failed `ping_failures` calls in a row loses its
+//! znode, so watchers drop it in seconds instead of after its session expires; a web node that
+//! reaches no comet at all prunes nothing.
 
 use crate::routing::{Routes, Target};
 use cluster::pool::RpcConfig;
+use cluster::registry::delete_instance;
 use cluster::zk::Session;
 use futures::future::join_all;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{MissedTickBehavior, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use zookeeper_client as zk;
 
-/// Consecutive ping failures per instance path; a pure bookkeeping step, separate from the I/O.
+/// A change in whether an instance answers its pings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// It answered before (or is new) and its ping failed.
+    Unreachable,
+    /// It failed before and answered now.
+    Recovered,
+}
+
+/// Whether each instance answered its last ping: only transitions are logged, so a dead comet
+/// costs one WARN line, not one per ping.
 #[derive(Debug, Default)]
-pub(crate) struct Failures {
-    counts: HashMap<String, u32>,
+pub(crate) struct Reachability {
+    answered: HashMap<String, bool>,
 }
 
-impl Failures {
-    /// Records one round of results (`path`, answered) and returns the paths that reached
-    /// `threshold` failures. Paths absent from the round are forgotten.
-    pub(crate) fn record(&mut self, round: &[(&str, bool)], threshold: u32) -> Vec<String> {
+impl Reachability {
+    /// Records one round of (`path`, answered) and returns the instances whose state changed.
+    /// Instances absent from the round are forgotten; a new one is assumed reachable.
+    pub(crate) fn record(&mut self, round: &[(&str, bool)]) -> Vec<(String, Change)> {
         let mut next = HashMap::with_capacity(round.len());
-        let mut dead = Vec::new();
+        let mut changes = Vec::new();
         for &(path, ok) in round {
-            if ok {
-                continue;
+            let before = self.answered.get(path).copied().unwrap_or(true);
+            if before && !ok {
+                changes.push((path.to_string(), Change::Unreachable));
+            } else if !before && ok {
+                changes.push((path.to_string(), Change::Recovered));
             }
-            let n = self.counts.get(path).copied().unwrap_or(0) + 1;
-            if n >= threshold {
-                dead.push(path.to_string());
-            }
-            next.insert(path.to_string(), n);
+            next.insert(path.to_string(), ok);
         }
-        self.counts = next;
-        dead
-    }
-
-    /// Starts counting `path` from zero again (after it was pruned).
-    pub(crate) fn reset(&mut self, path: &str) {
-        self.counts.remove(path);
+        self.answered = next;
+        changes
     }
 }
 
-/// Pings every instance in `routes` each `rpc.ping` and deletes the znodes of dead ones, until
-/// `shutdown` is cancelled.
+/// Pings every instance in `routes` each `rpc.ping`, logs reachability changes and, given a
+/// session, deletes the znodes of dead instances, until `shutdown` is cancelled.
 pub(crate) async fn run(
     routes: watch::Receiver<Arc<Routes>>,
-    session: Session,
+    session: Option<Session>,
     rpc: RpcConfig,
     shutdown: CancellationToken,
 ) {
-    // A ping must end before the next round starts, or rounds would pile up on a hung comet.
-    let deadline = rpc.timeout.min(rpc.ping);
     let threshold = rpc.ping_failures.max(1);
-    let mut failures = Failures::default();
+    // The endpoint's own dial and call deadlines end a ping and count it as failed; this outer
+    // bound only keeps a round from hanging if they did not.
+    let bound = rpc.connect_timeout + rpc.timeout + Duration::from_secs(1);
+    let mut reachability = Reachability::default();
+    let mut suspecting = false;
     let mut tick = tokio::time::interval(rpc.ping);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -69,10 +76,9 @@ pub(crate) async fn run(
         }
         let snapshot = routes.borrow().clone();
         let targets: &[Target] = snapshot.instances();
-        let answers = join_all(
-            targets.iter().map(|t| async move { matches!(timeout(deadline, t.comet.ping()).await, Ok(Ok(_))) }),
-        )
-        .await;
+        let answers =
+            join_all(targets.iter().map(|t| async move { matches!(timeout(bound, t.comet.ping()).await, Ok(Ok(_))) }))
+                .await;
         let round: Vec<(&str, bool)> = targets.iter().map(|t| t.instance.path.as_str()).zip(answers).collect();
         for &(path, ok) in &round {
             if !ok {
@@ -80,23 +86,35 @@ pub(crate) async fn run(
                 metrics::counter!("gopush_web_comet_ping_failures_total").increment(1);
             }
         }
-        let dead = failures.record(&round, threshold);
+        for (path, change) in reachability.record(&round) {
+            let addr = targets.iter().find(|t| t.instance.path == path).and_then(|t| t.instance.info.rpc.first());
+            let addr = addr.map_or("", String::as_str);
+            match change {
+                Change::Unreachable => warn!(%path, %addr, "comet instance unreachable: its pings fail"),
+                Change::Recovered => info!(%path, %addr, "comet instance answers its pings again"),
+            }
+        }
+        let Some(session) = &session else { continue };
+        let dead: Vec<&str> = targets
+            .iter()
+            .filter(|t| t.remote.as_ref().is_some_and(|r| r.endpoint().consecutive_failures() >= threshold))
+            .map(|t| t.instance.path.as_str())
+            .collect();
         if dead.is_empty() {
             continue;
         }
         if suspect_ourselves(&round) {
-            warn!(
-                instances = round.len(),
-                "every comet instance failed its ping; suspecting this web node, not pruning"
-            );
+            if !suspecting {
+                warn!(
+                    instances = round.len(),
+                    "every comet instance failed its ping; suspecting this web node, not pruning"
+                );
+                suspecting = true;
+            }
             continue;
         }
-        let deletes = join_all(dead.iter().map(|path| delete(&session, path, deadline))).await;
-        for (path, done) in dead.iter().zip(deletes) {
-            if done {
-                failures.reset(path);
-            }
-        }
+        suspecting = false;
+        join_all(dead.iter().map(|path| prune(session, path, rpc.timeout))).await;
     }
 }
 
@@ -107,30 +125,18 @@ fn suspect_ourselves(round: &[(&str, bool)]) -> bool {
     round.len() >= 2 && round.iter().all(|&(_, ok)| !ok)
 }
 
-/// Deletes one instance's znode; true when it is gone (by us or by someone else).
-async fn delete(session: &Session, path: &str, deadline: std::time::Duration) -> bool {
-    let Some(live) = session.current() else {
-        warn!(%path, "comet stopped answering but zookeeper is unreachable; cannot prune it yet");
-        return false;
-    };
-    match timeout(deadline.max(std::time::Duration::from_secs(1)), live.client.delete(path, None)).await {
-        Ok(Ok(())) => {
+/// Deletes one instance's znode; a failure is retried on the next round while it stays dead.
+async fn prune(session: &Session, path: &str, deadline: Duration) {
+    match timeout(deadline.max(Duration::from_secs(1)), delete_instance(session, path)).await {
+        Ok(Ok(true)) => {
             warn!(%path, "pruned a comet instance that stopped answering pings");
             metrics::counter!("gopush_web_comet_pruned_total").increment(1);
-            true
         }
-        Ok(Err(zk::Error::NoNode)) => {
+        Ok(Ok(false)) => {
             info!(%path, "comet instance already gone (pruned by another web node or deregistered)");
-            true
         }
-        Ok(Err(e)) => {
-            warn!(%path, error = %e, "cannot prune a dead comet instance");
-            false
-        }
-        Err(_) => {
-            warn!(%path, "pruning a dead comet instance timed out");
-            false
-        }
+        Ok(Err(e)) => warn!(%path, error = %e, "cannot prune a dead comet instance"),
+        Err(_) => warn!(%path, "pruning a dead comet instance timed out"),
     }
 }
 
@@ -147,17 +153,16 @@ mod tests {
     }
 
     #[test]
-    fn an_instance_is_dead_after_consecutive_failures_only() {
-        let mut f = Failures::default();
-        assert!(f.record(&[("a", false), ("b", true)], 3).is_empty());
-        assert!(f.record(&[("a", false), ("b", false)], 3).is_empty());
-        assert_eq!(f.record(&[("a", false), ("b", true)], 3), ["a"], "b's failure streak was broken");
-        f.reset("a");
-        assert!(f.record(&[("a", false)], 3).is_empty(), "counting starts again after a prune");
-        assert!(f.record(&[("a", true)], 3).is_empty());
-        assert!(f.record(&[("a", false)], 3).is_empty(), "a success resets the streak");
-        assert!(f.record(&[("b", false)], 1) == ["b"]);
-        assert!(f.record(&[], 1).is_empty());
-        assert!(f.counts.is_empty(), "instances that left are forgotten");
+    fn reachability_changes_are_reported_once_per_transition() {
+        let mut r = Reachability::default();
+        assert!(r.record(&[("a", true), ("b", true)]).is_empty());
+        assert_eq!(r.record(&[("a", false), ("b", true)]), [("a".to_string(), Change::Unreachable)]);
+        assert!(r.record(&[("a", false), ("b", true)]).is_empty(), "still down: no second line");
+        assert!(r.record(&[("a", false), ("b", true)]).is_empty());
+        assert_eq!(r.record(&[("a", true), ("b", true)]), [("a".to_string(), Change::Recovered)]);
+        assert!(r.record(&[("a", true)]).is_empty());
+        assert_eq!(r.record(&[("c", false)]), [("c".to_string(), Change::Unreachable)], "new and failing");
+        assert!(r.record(&[]).is_empty());
+        assert!(r.answered.is_empty(), "instances that left are forgotten");
     }
 }

@@ -1,12 +1,12 @@
-//! The public port (§2.2): which comet address serves a key, offline messages after a mid, and the
+//! The public port (docs/http-api.md#public-port-get-only): which comet address serves a key, offline messages after a mid, and the
 //! web clock, each in the versioned form (`/1/...`, `/2/server/get`, JSONP via `cb`) and the legacy
 //! form the SDKs use (`/server/get`, `/msg/get`, `/time/get`, `"msg":"ok"`, JSONP via `callback`).
 //! GET only.
 
 use crate::error::WebError;
-use crate::reply::{self, HttpResponse, Reply, Style, valid_callback};
-use crate::routing::Protocol;
-use crate::server::State;
+use crate::reply::{self, Call, HttpResponse, Reply, Style, finish, valid_callback};
+use crate::state::State;
+use cluster::Proto;
 use cluster::gojson;
 use cluster::query::Query as Params;
 use cluster::rpc::{Mid, StoreError, StoredMessage};
@@ -59,19 +59,17 @@ pub(crate) async fn handle<B>(state: &State, req: Request<B>) -> HttpResponse {
     let params = Params::parse(req.uri().query().unwrap_or("").as_bytes());
     let names = if style == Style::Legacy { &LEGACY } else { &VERSIONED };
     let callback = params.non_empty(names.callback);
+    let key = params.get(names.key).unwrap_or("").to_string();
+    let call = Call { route: name, style, key, error_header: state.config.base.error_header };
     if callback.is_some_and(|cb| !valid_callback(cb)) {
-        let reply = Reply::error(style, &WebError::Param("invalid JSONP callback"));
-        crate::server::count(name, reply.ret());
-        return reply.into_response(None);
+        return finish(&call, Err(WebError::Param("invalid JSONP callback")), None);
     }
     let outcome = match route {
         Route::Server { all } => server_get(state, &params, names, style, all),
         Route::Messages => messages_get(state, &params, names, style).await,
         Route::Time => Ok(Reply::data(style, format!("{{\"timeid\":{}}}", now_mid()))),
     };
-    let reply = outcome.unwrap_or_else(|e| Reply::error(style, &e));
-    crate::server::count(name, reply.ret());
-    reply.into_response(callback)
+    finish(&call, outcome, callback)
 }
 
 /// `/1/server/get`, `/2/server/get`, `/server/get`: the owner's first (or every) address.
@@ -79,7 +77,7 @@ fn server_get(state: &State, params: &Params, names: &Names, style: Style, all: 
     let key = params.non_empty(names.key).ok_or(WebError::Param("missing key"))?;
     let protocol = params
         .get(names.protocol)
-        .and_then(Protocol::from_param)
+        .and_then(Proto::from_param)
         .ok_or(WebError::Param("protocol must be 1 (websocket) or 2 (tcp)"))?;
     let routes = state.routes();
     let addrs = routes.addresses(key, protocol)?;

@@ -4,11 +4,13 @@
 //! per instance is kept across membership updates, so RPC connections survive ring changes.
 
 use crate::error::WebError;
+use cluster::Proto;
 use cluster::membership::CometMembership;
 use cluster::node::Instance;
 use cluster::pool::{RemoteComet, RpcConfig};
 use cluster::rpc::{SharedComet, Unavailable};
 use ring::{HashKind, Ring};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -17,48 +19,60 @@ use tracing::info;
 /// Makes the `CometApi` handle for a comet instance (remote in a cluster, in-process standalone).
 pub type CometFactory = Arc<dyn Fn(&Instance) -> SharedComet + Send + Sync>;
 
+thread_local! {
+    /// The [`RemoteComet`] that [`remote_comets`] made last on this thread. A [`CometFactory`]
+    /// returns only the `CometApi` handle (test doubles and standalone's in-process comet have no
+    /// endpoint), so [`Routes::build`] picks the endpoint up here right after calling the factory,
+    /// to read the one failure count the endpoint keeps for pruning.
+    static MADE: RefCell<Option<Arc<RemoteComet>>> = const { RefCell::new(None) };
+}
+
 /// The default factory: a [`RemoteComet`] at the instance's first advertised RPC address.
 pub fn remote_comets(rpc: RpcConfig) -> CometFactory {
     Arc::new(move |instance: &Instance| -> SharedComet {
         match instance.info.rpc.first() {
-            Some(addr) => Arc::new(RemoteComet::new(addr.clone(), rpc.clone())),
+            Some(addr) => {
+                let remote = Arc::new(RemoteComet::new(addr.clone(), rpc.clone()));
+                MADE.with(|made| *made.borrow_mut() = Some(remote.clone()));
+                remote
+            }
             // A comet instance that advertises no RPC address: every call fails as unreachable.
             None => Arc::new(Unavailable),
         }
     })
 }
 
-/// The client protocol a subscriber asks an address for (`p` / `proto`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// `1`: WebSocket.
-    WebSocket,
-    /// `2`: TCP.
-    Tcp,
+/// One comet instance and the handle that reaches it.
+#[derive(Clone)]
+pub(crate) struct Target {
+    /// Its registration.
+    pub(crate) instance: Instance,
+    /// Its RPC handle.
+    pub(crate) comet: SharedComet,
+    /// The same handle as a remote client, whose endpoint counts consecutive failed calls and
+    /// pings; `None` for handles that are not remote, which are never pruned.
+    pub(crate) remote: Option<Arc<RemoteComet>>,
 }
 
-impl Protocol {
-    /// Parses the `p` parameter: exactly `1` or `2`.
-    pub fn from_param(p: &str) -> Option<Protocol> {
-        match p {
-            "1" => Some(Protocol::WebSocket),
-            "2" => Some(Protocol::Tcp),
-            _ => None,
-        }
+/// A handle kept across routing snapshots.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    comet: SharedComet,
+    remote: Option<Arc<RemoteComet>>,
+}
+
+impl Handle {
+    /// Makes the handle of `instance` with `factory`, keeping its endpoint if it is remote.
+    fn make(factory: &CometFactory, instance: &Instance) -> Handle {
+        MADE.with(|made| made.borrow_mut().take());
+        let comet = factory(instance);
+        let remote = MADE.with(|made| made.borrow_mut().take());
+        Handle { comet, remote }
     }
 }
 
-/// One comet instance and the handle that reaches it.
-#[derive(Clone)]
-pub struct Target {
-    /// Its registration.
-    pub instance: Instance,
-    /// Its RPC handle.
-    pub comet: SharedComet,
-}
-
 /// An immutable routing snapshot, rebuilt on every membership change.
-pub struct Routes {
+pub(crate) struct Routes {
     ring: Ring,
     /// Node name → its active instance.
     active: HashMap<String, Target>,
@@ -69,17 +83,17 @@ pub struct Routes {
 impl Routes {
     /// Routes over `membership`, reusing handles from `handles` (keyed by znode path) and making
     /// the missing ones with `factory`; `handles` is left holding exactly the current instances.
-    pub fn build(
+    pub(crate) fn build(
         membership: &CometMembership,
         hash: HashKind,
-        handles: &mut HashMap<String, SharedComet>,
+        handles: &mut HashMap<String, Handle>,
         factory: &CometFactory,
     ) -> Routes {
         let mut fresh = HashMap::new();
         let mut target = |instance: &Instance| {
-            let comet = handles.get(&instance.path).cloned().unwrap_or_else(|| factory(instance));
-            fresh.insert(instance.path.clone(), comet.clone());
-            Target { instance: instance.clone(), comet }
+            let handle = handles.get(&instance.path).cloned().unwrap_or_else(|| Handle::make(factory, instance));
+            fresh.insert(instance.path.clone(), handle.clone());
+            Target { instance: instance.clone(), comet: handle.comet, remote: handle.remote }
         };
         let mut active = HashMap::new();
         let mut all = Vec::new();
@@ -94,7 +108,7 @@ impl Routes {
     }
 
     /// The node owning `key` and its active instance; [`WebError::NoComet`] on an empty ring.
-    pub fn owner(&self, key: &str) -> Result<(&str, &Target), WebError> {
+    pub(crate) fn owner(&self, key: &str) -> Result<(&str, &Target), WebError> {
         let node = self.ring.get(key.as_bytes()).ok_or(WebError::NoComet)?;
         let target = self.active.get(node).ok_or(WebError::NoComet)?;
         Ok((node, target))
@@ -102,30 +116,30 @@ impl Routes {
 
     /// The advertised addresses of `protocol` for `key`'s owner; [`WebError::NoComet`] when there is
     /// no owner or it lists none.
-    pub fn addresses(&self, key: &str, protocol: Protocol) -> Result<&[String], WebError> {
+    pub(crate) fn addresses(&self, key: &str, protocol: Proto) -> Result<&[String], WebError> {
         let (_, target) = self.owner(key)?;
         let info = &target.instance.info;
         let addrs = match protocol {
-            Protocol::WebSocket => &info.ws,
-            Protocol::Tcp => &info.tcp,
+            Proto::WebSocket => &info.ws,
+            Proto::Tcp => &info.tcp,
         };
         if addrs.is_empty() { Err(WebError::NoComet) } else { Ok(addrs) }
     }
 
     /// Every instance, active and standby.
-    pub fn instances(&self) -> &[Target] {
+    pub(crate) fn instances(&self) -> &[Target] {
         &self.all
     }
 
     /// Number of nodes in the ring.
-    pub fn nodes(&self) -> usize {
+    pub(crate) fn nodes(&self) -> usize {
         self.active.len()
     }
 }
 
 /// Keeps a routing snapshot equal to the membership. The task ends when every receiver of the
 /// returned channel is dropped.
-pub fn follow(
+pub(crate) fn follow(
     mut membership: watch::Receiver<Arc<CometMembership>>,
     hash: HashKind,
     factory: CometFactory,
@@ -198,9 +212,9 @@ mod tests {
         assert_eq!(routes.owner("t1").unwrap().0, "node2");
         assert_eq!(routes.owner("t2").unwrap().0, "node3");
         assert_eq!(routes.owner("wrap211").unwrap().0, "node2");
-        assert_eq!(routes.addresses("Terry-Mao", Protocol::Tcp).unwrap(), ["n1:1", "n1:2"]);
-        assert!(matches!(routes.addresses("Terry-Mao", Protocol::WebSocket), Err(WebError::NoComet)));
-        assert!(matches!(routes.addresses("t2", Protocol::Tcp), Err(WebError::NoComet)), "node3 lists no tcp");
+        assert_eq!(routes.addresses("Terry-Mao", Proto::Tcp).unwrap(), ["n1:1", "n1:2"]);
+        assert!(matches!(routes.addresses("Terry-Mao", Proto::WebSocket), Err(WebError::NoComet)));
+        assert!(matches!(routes.addresses("t2", Proto::Tcp), Err(WebError::NoComet)), "node3 lists no tcp");
     }
 
     #[test]
@@ -228,14 +242,5 @@ mod tests {
         assert_eq!(routes.instances().len(), 3);
         assert_eq!(handles.len(), 3, "the removed node's handle is dropped");
         assert_ne!(routes.owner("t2").unwrap().0, "node3", "node3's keys moved");
-    }
-
-    #[test]
-    fn protocols_parse_strictly() {
-        assert_eq!(Protocol::from_param("1"), Some(Protocol::WebSocket));
-        assert_eq!(Protocol::from_param("2"), Some(Protocol::Tcp));
-        for bad in ["", "0", "3", "01", " 1", "tcp"] {
-            assert_eq!(Protocol::from_param(bad), None);
-        }
     }
 }

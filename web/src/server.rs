@@ -1,16 +1,20 @@
 //! Starting and stopping a web node: bind both listeners, follow the comet membership into routes,
-//! serve HTTP/1.1 with keep-alive (one task per connection, capped by a semaphore; head reads,
-//! idle connections and blocked response writes under `http_timeout`), prune dead comets when a ZooKeeper session is given,
-//! and on shutdown stop accepting and let in-flight requests finish.
+//! serve HTTP/1.1 with keep-alive (a task per connection under a per-listener and a per-source cap;
+//! request heads capped in bytes and as a whole in time; idle connections and blocked writes under
+//! `http_timeout`), watch comet health, and on shutdown let in-flight requests finish
+//! (docs/decisions.md#d34-web-http-serving, docs/decisions.md#d47-hostile-http-clients).
 
 use crate::admin;
 use crate::config::WebConfig;
 use crate::deadline::WriteDeadline;
 use crate::error::WebError;
+use crate::limits::{AuthThrottle, PerIp};
 use crate::prune;
 use crate::public;
-use crate::routing::{self, CometFactory, Routes, remote_comets};
+use crate::routing::{self, CometFactory, remote_comets};
+use crate::state::State;
 use cluster::membership::{CometMembership, watch_comets, watch_messages};
+use cluster::net::{Accepted, SocketOptions, accept_loop, bind};
 use cluster::pool::MessagePool;
 use cluster::rpc::SharedMessages;
 use cluster::zk::Session;
@@ -19,7 +23,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use metrics_exporter_prometheus::PrometheusHandle;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +33,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
+
+/// hyper's smallest allowed read buffer.
+const MIN_BUF: usize = 8192;
 
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -62,33 +68,6 @@ impl WebDeps {
     }
 }
 
-/// What every request handler reads.
-pub(crate) struct State {
-    pub(crate) config: WebConfig,
-    pub(crate) routes: watch::Receiver<Arc<Routes>>,
-    pub(crate) messages: SharedMessages,
-    pub(crate) metrics: PrometheusHandle,
-    pub(crate) session: Option<Session>,
-}
-
-impl State {
-    /// The current routing snapshot (the watch lock is held only for the clone).
-    pub(crate) fn routes(&self) -> Arc<Routes> {
-        self.routes.borrow().clone()
-    }
-}
-
-/// Counts one answered API request by route and `ret`.
-pub(crate) fn count(route: &'static str, ret: u32) {
-    let ret = match ret {
-        0 => "0",
-        1001 => "1001",
-        65534 => "65534",
-        _ => "65535",
-    };
-    metrics::counter!("gopush_web_requests_total", "route" => route, "ret" => ret).increment(1);
-}
-
 /// A running web node.
 pub struct Web {
     public_addr: SocketAddr,
@@ -108,20 +87,27 @@ impl Web {
     /// Binds both ports and starts serving; returns once the listeners are open.
     pub async fn start(config: WebConfig, deps: WebDeps) -> Result<Web, WebError> {
         config.validate()?;
-        let public = bind(&config.base.http_bind).await?;
-        let admin = bind(&config.base.admin_bind).await?;
-        let public_addr = local_addr(&public, &config.base.http_bind)?;
-        let admin_addr = local_addr(&admin, &config.base.admin_bind)?;
+        if admin_exposed(&config) {
+            warn!(
+                admin_bind = %config.base.admin_bind,
+                "the admin port listens beyond loopback and base.admin_token is empty: anyone who reaches it can push"
+            );
+        }
+        let public = bind("base.http_bind", &config.base.http_bind, SocketOptions::default()).await?;
+        let admin = bind("base.admin_bind", &config.base.admin_bind, SocketOptions::default()).await?;
+        let public_addr = local_addr(&public, "base.http_bind", &config.base.http_bind)?;
+        let admin_addr = local_addr(&admin, "base.admin_bind", &config.base.admin_bind)?;
         let metrics = cluster::stat::metrics_handle();
         let routes = routing::follow(deps.membership, config.ring_hash, deps.comets);
         let shutdown = CancellationToken::new();
         let connections = TaskTracker::new();
         let mut tasks = Vec::new();
-        if let Some(session) = &deps.session {
-            tasks.push(tokio::spawn(prune::run(routes.clone(), session.clone(), config.rpc.clone(), shutdown.clone())));
-        }
+        let health = prune::run(routes.clone(), deps.session.clone(), config.rpc.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(health));
         tasks.push(tokio::spawn(cluster::stat::upkeep(metrics.clone(), shutdown.clone())));
-        let state = Arc::new(State { config, routes, messages: deps.messages, metrics, session: deps.session });
+        let throttle = AuthThrottle::default();
+        let state =
+            Arc::new(State { config, routes, messages: deps.messages, metrics, session: deps.session, throttle });
         for (listener, port) in [(public, Port::Public), (admin, Port::Admin)] {
             let serving = serve(listener, state.clone(), port, shutdown.clone(), connections.clone());
             tasks.push(tokio::spawn(serving));
@@ -140,7 +126,7 @@ impl Web {
         self.admin_addr
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to a few seconds) and stops pruning.
+    /// Stops accepting, lets in-flight requests finish (up to a few seconds) and stops pinging.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         for task in self.tasks {
@@ -152,25 +138,13 @@ impl Web {
     }
 }
 
-/// Accept backlog: clients reconnecting all at once after a comet failure all ask web first, and
-/// tokio's default of 1024 overflowed in the 30k-connection benchmark (SYN retransmits of ~1 s).
-const BACKLOG: u32 = 4096;
-
-async fn bind(addr: &str) -> Result<TcpListener, WebError> {
-    let err = |source| WebError::Bind { addr: addr.to_string(), source };
-    let resolved =
-        tokio::net::lookup_host(addr).await.map_err(err)?.next().ok_or_else(|| {
-            err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing"))
-        })?;
-    let socket = if resolved.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
-        .map_err(err)?;
-    socket.set_reuseaddr(true).map_err(err)?;
-    socket.bind(resolved).map_err(err)?;
-    socket.listen(BACKLOG).map_err(err)
+/// True when the admin port is reachable from other hosts without a token.
+fn admin_exposed(config: &WebConfig) -> bool {
+    config.base.admin_token.is_empty() && !cluster::net::is_loopback(&config.base.admin_bind)
 }
 
-fn local_addr(listener: &TcpListener, addr: &str) -> Result<SocketAddr, WebError> {
-    listener.local_addr().map_err(|source| WebError::Bind { addr: addr.to_string(), source })
+fn local_addr(listener: &TcpListener, key: &str, addr: &str) -> Result<SocketAddr, WebError> {
+    listener.local_addr().map_err(|cause| cluster::net::BindError { key: key.into(), addr: addr.into(), cause }.into())
 }
 
 /// Accepts connections on one port until shutdown.
@@ -183,54 +157,50 @@ async fn serve(
 ) {
     let base = &state.config.base;
     let limit = Arc::new(Semaphore::new(base.max_connections));
+    let per_ip = PerIp::new(base.max_connections_per_ip);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
+        // Armed once per request head, so it bounds the whole head, however slowly it trickles in.
         .header_read_timeout(base.http_timeout)
         .keep_alive(true)
         // Go writes canonical header names (`Content-Type`); some old clients compare them exactly.
         .title_case_headers(true)
-        .max_buf_size(64 * 1024);
-    loop {
-        let permit = tokio::select! {
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = shutdown.cancelled() => return,
+        // A head past this gets 431. The read buffer is capped alike, so a half-sent request holds
+        // a few KiB, not the 64 KiB-plus it held when only the buffer was capped.
+        .max_header_size(base.max_header_bytes)
+        .max_buf_size(base.max_header_bytes.max(MIN_BUF));
+    let what = match port {
+        Port::Public => "public http",
+        Port::Admin => "admin http",
+    };
+    let http_timeout = base.http_timeout;
+    let stop = shutdown.clone();
+    accept_loop(listener, what, Some(limit), stop, move |accepted: Accepted| {
+        let Accepted { stream, peer, permit } = accepted;
+        let Some(slot) = per_ip.admit(peer.ip()) else {
+            // Closed at once: a source at its cap gets no slot and no buffer.
+            debug!(%peer, port = what, "connection over the per-source cap closed");
+            metrics::counter!("gopush_web_connections_refused_total", "port" => what).increment(1);
+            return;
         };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    debug!(%peer, "http connection");
-                    stream
-                }
-                Err(e) => {
-                    // Out of descriptors or similar: back off instead of spinning.
-                    warn!(error = %e, "cannot accept an http connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        let _ = stream.set_nodelay(true);
+        debug!(%peer, port = what, "http connection");
         let handler_state = state.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             let state = handler_state.clone();
             async move {
                 let response = match port {
                     Port::Public => public::handle(&state, req).await,
-                    Port::Admin => admin::handle(&state, req).await,
+                    Port::Admin => admin::handle(&state, peer.ip(), req).await,
                 };
                 Ok::<_, Infallible>(response)
             }
         });
-        let io = TokioIo::new(WriteDeadline::new(stream, base.http_timeout));
+        let io = TokioIo::new(WriteDeadline::new(stream, http_timeout));
         let conn = builder.serve_connection(io, service);
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            let _permit = permit;
+            let _places = (permit, slot);
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {
@@ -244,5 +214,26 @@ async fn serve(
                 }
             }
         });
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_admin_port_without_a_token_is_flagged() {
+        let mut c = WebConfig::default();
+        assert!(!admin_exposed(&c), "loopback by default");
+        c.base.admin_bind = "0.0.0.0:8091".into();
+        assert!(admin_exposed(&c));
+        c.base.admin_bind = ":8091".into();
+        assert!(admin_exposed(&c));
+        c.base.admin_token = "s".into();
+        assert!(!admin_exposed(&c), "a token guards it");
+        c.base.admin_token.clear();
+        c.base.admin_bind = "[::1]:8091".into();
+        assert!(!admin_exposed(&c));
     }
 }
