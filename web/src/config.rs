@@ -78,7 +78,7 @@ impl WebConfig {
     }
 
     /// Checks what serde cannot: values that parse but make no sense.
-    pub(crate) fn validate(&self) -> Result<(), WebError> {
+    pub fn validate(&self) -> Result<(), WebError> {
         if self.base.max_body == 0 {
             return Err(WebError::Config("base.max_body must be at least 1".into()));
         }
