@@ -163,10 +163,13 @@ rpc_service! {
         remote: crate::pool::RemoteComet,
     }
     /// Assigns a mid, stores the message when `expire > 0` (failing without delivering if the save
-    /// fails), then delivers it to every connection of `key`. Returns the mid.
-    fn push_private(key: String, msg: String, expire: u32) -> Mid;
+    /// fails), then delivers it to every connection of `key` in mid order. Returns the mid. A
+    /// publisher's idempotency `id` seen before on this comet, within its window, answers the
+    /// first push's outcome again and does nothing else.
+    fn push_private(key: String, msg: String, expire: u32, id: Option<String>) -> Mid;
     /// One mid for all keys, one batched save, then delivery; reports the keys that failed.
-    fn push_privates(keys: Vec<String>, msg: String, expire: u32) -> PushPrivatesReply;
+    /// `id` works as for `push_private`.
+    fn push_privates(keys: Vec<String>, msg: String, expire: u32, id: Option<String>) -> PushPrivatesReply;
     /// Stores a client token for `key` (auth mode), valid for `expire_secs`, sliding on use.
     fn add_token(key: String, token: String, expire_secs: u64) -> ();
     /// Closes every connection of `key` and forgets its channel; returns how many were closed.

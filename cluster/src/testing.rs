@@ -94,7 +94,13 @@ impl FakeComet {
 }
 
 impl CometApi for FakeComet {
-    fn push_private(&self, key: String, msg: String, expire: u32) -> BoxFuture<'_, Result<Mid, CometError>> {
+    fn push_private(
+        &self,
+        key: String,
+        msg: String,
+        expire: u32,
+        _id: Option<String>,
+    ) -> BoxFuture<'_, Result<Mid, CometError>> {
         Box::pin(async move {
             match key.as_str() {
                 "" => return Err(CometError::BadKey),
@@ -114,6 +120,7 @@ impl CometApi for FakeComet {
         keys: Vec<String>,
         msg: String,
         expire: u32,
+        _id: Option<String>,
     ) -> BoxFuture<'_, Result<PushPrivatesReply, CometError>> {
         Box::pin(async move {
             let failed = keys.iter().filter(|k| k.starts_with("fk")).cloned().collect();

@@ -43,20 +43,20 @@ async fn comet_calls_carry_results_and_typed_errors() {
     let (_stop, served) = start_comet(listener).await;
     let comet = RemoteComet::new(addr, fast());
 
-    assert_eq!(comet.push_private("k".into(), "{}".into(), 9).await, Ok(1));
+    assert_eq!(comet.push_private("k".into(), "{}".into(), 9, None).await, Ok(1));
     assert_eq!(
         served.calls(),
         [CometCall::Push { key: "k".into(), msg: "{}".into(), expire: 9 }],
         "arguments cross intact"
     );
-    assert_eq!(comet.push_private("".into(), "{}".into(), 0).await, Err(CometError::BadKey));
-    assert_eq!(comet.push_private("notmine".into(), "{}".into(), 0).await, Err(CometError::NotOwner));
+    assert_eq!(comet.push_private("".into(), "{}".into(), 0, None).await, Err(CometError::BadKey));
+    assert_eq!(comet.push_private("notmine".into(), "{}".into(), 0, None).await, Err(CometError::NotOwner));
     assert_eq!(
-        comet.push_private("store-down".into(), "{}".into(), 0).await,
+        comet.push_private("store-down".into(), "{}".into(), 0, None).await,
         Err(CometError::Store(StoreError::Backend))
     );
-    assert_eq!(comet.push_private("k".into(), "{".into(), 0).await, Err(CometError::BadMessage));
-    let reply = comet.push_privates(vec!["a".into(), "fkb".into()], "{}".into(), 0).await.expect("push_privates");
+    assert_eq!(comet.push_private("k".into(), "{".into(), 0, None).await, Err(CometError::BadMessage));
+    let reply = comet.push_privates(vec!["a".into(), "fkb".into()], "{}".into(), 0, None).await.expect("push_privates");
     assert_eq!(reply, PushPrivatesReply { mid: 2, failed: vec!["fkb".into()] });
     assert_eq!(comet.add_token("k".into(), "".into(), 1).await, Err(CometError::BadToken));
     assert_eq!(comet.close_key("k".into()).await, Ok(0));
@@ -71,7 +71,7 @@ async fn deadlines_hold_and_dead_addresses_fail_fast() {
     let (_stop, _) = start_comet(listener).await;
     let comet = RemoteComet::new(addr, fast());
     let started = std::time::Instant::now();
-    assert_eq!(comet.push_private("slow".into(), "{}".into(), 0).await, Err(CometError::Timeout));
+    assert_eq!(comet.push_private("slow".into(), "{}".into(), 0, None).await, Err(CometError::Timeout));
     assert!(started.elapsed() < Duration::from_secs(3), "the 500 ms deadline was not applied");
     assert_eq!(comet.endpoint().consecutive_failures(), 1);
     assert!(comet.ping().await.is_ok(), "a timed-out call leaves the connection usable");

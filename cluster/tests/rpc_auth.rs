@@ -34,13 +34,13 @@ async fn only_diallers_with_the_secret_are_served() {
     let (addr, served, _stop) = serve(config("s3cret")).await;
 
     let stranger = RemoteComet::new(addr.clone(), config(""));
-    assert_eq!(stranger.push_private("k".into(), "1".into(), 0).await, Err(CometError::Unreachable));
+    assert_eq!(stranger.push_private("k".into(), "1".into(), 0, None).await, Err(CometError::Unreachable));
     let guesser = RemoteComet::new(addr.clone(), config("guess"));
-    assert_eq!(guesser.push_private("k".into(), "1".into(), 0).await, Err(CometError::Unreachable));
+    assert_eq!(guesser.push_private("k".into(), "1".into(), 0, None).await, Err(CometError::Unreachable));
     assert!(served.calls().is_empty(), "nothing reached the comet without the secret");
 
     let member = RemoteComet::new(addr, config("s3cret"));
-    assert_eq!(member.push_private("k".into(), "1".into(), 0).await, Ok(1));
+    assert_eq!(member.push_private("k".into(), "1".into(), 0, None).await, Ok(1));
     assert_eq!(served.calls(), [CometCall::Push { key: "k".into(), msg: "1".into(), expire: 0 }]);
 }
 
@@ -62,13 +62,13 @@ async fn idle_connections_are_closed_and_redialled() {
     let server = RpcConfig { idle_timeout: Duration::from_millis(300), ..config("") };
     let (addr, served, _stop) = serve(server).await;
     let comet = RemoteComet::new(addr, config(""));
-    assert_eq!(comet.push_private("a".into(), "1".into(), 0).await, Ok(1));
+    assert_eq!(comet.push_private("a".into(), "1".into(), 0, None).await, Ok(1));
     tokio::time::sleep(Duration::from_millis(1200)).await;
     // The server closed the idle connection; the first call after may see it broken, and the
     // endpoint redials for the next one.
     let mut ok = false;
     for _ in 0..3 {
-        if comet.push_private("b".into(), "1".into(), 0).await.is_ok() {
+        if comet.push_private("b".into(), "1".into(), 0, None).await.is_ok() {
             ok = true;
             break;
         }
@@ -82,14 +82,14 @@ async fn connections_beyond_the_cap_wait() {
     let server = RpcConfig { max_connections: 1, ..config("") };
     let (addr, _, _stop) = serve(server).await;
     let first = RemoteComet::new(addr.clone(), config(""));
-    assert!(first.push_private("a".into(), "1".into(), 0).await.is_ok());
+    assert!(first.push_private("a".into(), "1".into(), 0, None).await.is_ok());
     // A second dialler is not served while the first holds the only place.
     let second = RemoteComet::new(addr, config(""));
-    assert_eq!(second.push_private("b".into(), "1".into(), 0).await, Err(CometError::Unreachable));
+    assert_eq!(second.push_private("b".into(), "1".into(), 0, None).await, Err(CometError::Unreachable));
     drop(first);
     let mut ok = false;
     for _ in 0..20 {
-        if second.push_private("b".into(), "1".into(), 0).await.is_ok() {
+        if second.push_private("b".into(), "1".into(), 0, None).await.is_ok() {
             ok = true;
             break;
         }

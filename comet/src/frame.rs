@@ -29,6 +29,12 @@ impl Frames {
         Frames { compacted, original, mid, built: Default::default() }
     }
 
+    /// The message id.
+    #[cfg(test)]
+    pub fn mid(&self) -> Mid {
+        self.mid
+    }
+
     /// The bytes for a connection of `proto` wanting the new or old format.
     pub fn get(&self, proto: Proto, new_format: bool) -> Utf8Bytes {
         self.built[slot(proto, new_format)]

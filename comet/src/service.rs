@@ -7,6 +7,7 @@
 use crate::bucket::Delivery;
 use crate::frame::Frames;
 use crate::metrics as m;
+use crate::replay::{Answer, Claim};
 use crate::state::Shared;
 use cluster::gojson;
 use cluster::rpc::{BoxFuture, CometApi, CometError, CometStatus, Mid, PushPrivatesReply};
@@ -36,27 +37,100 @@ impl CometService {
         Ok(())
     }
 
-    async fn push_one(&self, key: String, msg: String, expire: u32) -> Result<Mid, CometError> {
+    /// Hands `frames` to the connections of `key`, counting the outcome.
+    fn deliver(&self, key: &str, frames: &Frames) {
+        record(self.shared.buckets.deliver(key, frames));
+    }
+
+    async fn push_one(&self, key: String, msg: String, expire: u32, id: Option<String>) -> Result<Mid, CometError> {
         self.check_key(&key)?;
         let compacted = gojson::compact(&msg).ok_or(CometError::BadMessage)?;
         if !self.shared.ownership.owns(&key) {
             return Err(CometError::NotOwner);
         }
-        let mid = self.shared.mids.next();
-        if expire > 0 {
-            self.shared
-                .messages
-                .save_private(key.clone(), msg.clone(), mid, expire)
-                .await
-                .map_err(CometError::Store)?;
+        let claim = match id {
+            Some(id) => match self.shared.replays.claim(format!("p\0{key}\0{id}")).await {
+                Claim::Repeat(outcome) => return outcome.map(|a| if let Answer::One(mid) = a { mid } else { 0 }),
+                Claim::First(running) => Some(running),
+            },
+            None => None,
+        };
+        let outcome = self.detached(move |this| async move { this.store_and_deliver(key, compacted, msg, expire).await }).await;
+        if let Some(running) = claim {
+            running.finish(outcome.clone().map(Answer::One));
         }
-        let frames = Frames::new(compacted, msg, mid);
-        record(self.shared.buckets.deliver(&key, &frames));
-        Ok(mid)
+        outcome
     }
 
-    async fn push_many(&self, keys: Vec<String>, msg: String, expire: u32) -> Result<PushPrivatesReply, CometError> {
+    /// Runs `work` to its end even if the caller stops waiting (a passed RPC deadline drops the
+    /// handler): a save that started is then followed by its delivery in order, and the id's
+    /// answer is known to a retry.
+    async fn detached<T, F, Fut>(&self, work: F) -> Result<T, CometError>
+    where
+        T: Send + 'static,
+        F: FnOnce(CometService) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CometError>> + Send + 'static,
+    {
+        tokio::spawn(work(self.clone())).await.unwrap_or(Err(CometError::Unreachable))
+    }
+
+    /// The one ordered step: a mid and the key's place, then the save, then delivery in place.
+    async fn store_and_deliver(&self, key: String, compacted: String, msg: String, expire: u32) -> Result<Mid, CometError> {
+        let keys = [key];
+        let (original, to_save) = if expire > 0 { (msg.clone(), Some(msg)) } else { (msg, None) };
+        let deliver = |k: &str, f: &Frames| self.deliver(k, f);
+        let (mid, frames) = self.shared.order.begin(
+            &keys,
+            &self.shared.mids,
+            to_save.is_some(),
+            |mid| Frames::new(compacted, original, mid),
+            &deliver,
+        );
+        let Some(msg) = to_save else { return Ok(mid) };
+        let saved = self.shared.messages.save_private(keys[0].clone(), msg, mid, expire).await;
+        match saved {
+            Ok(()) => {
+                self.shared.order.finish(&keys, &[], mid, &frames, &deliver);
+                Ok(mid)
+            }
+            Err(e) => {
+                self.shared.order.finish(&[], &keys, mid, &frames, &deliver);
+                Err(CometError::Store(e))
+            }
+        }
+    }
+
+    async fn push_many(
+        &self,
+        keys: Vec<String>,
+        msg: String,
+        expire: u32,
+        id: Option<String>,
+    ) -> Result<PushPrivatesReply, CometError> {
         let compacted = gojson::compact(&msg).ok_or(CometError::BadMessage)?;
+        let claim = match id {
+            Some(id) => match self.shared.replays.claim(format!("m\0{id}")).await {
+                Claim::Repeat(outcome) => {
+                    return outcome.map(|a| if let Answer::Many(reply) = a { reply } else { PushPrivatesReply::default() });
+                }
+                Claim::First(running) => Some(running),
+            },
+            None => None,
+        };
+        let outcome = self.detached(move |this| async move { this.store_and_deliver_many(keys, compacted, msg, expire).await }).await;
+        if let Some(running) = claim {
+            running.finish(outcome.clone().map(Answer::Many));
+        }
+        outcome
+    }
+
+    async fn store_and_deliver_many(
+        &self,
+        keys: Vec<String>,
+        compacted: String,
+        msg: String,
+        expire: u32,
+    ) -> Result<PushPrivatesReply, CometError> {
         let mut seen = HashSet::with_capacity(keys.len());
         let (mut owned, mut failed) = (Vec::with_capacity(keys.len()), Vec::new());
         for key in keys {
@@ -69,25 +143,25 @@ impl CometService {
                 failed.push(key);
             }
         }
-        let mid = self.shared.mids.next();
-        if expire > 0 && !owned.is_empty() {
-            match self.shared.messages.save_privates(owned.clone(), msg.clone(), mid, expire).await {
+        let saving = expire > 0 && !owned.is_empty();
+        let (original, to_save) = if saving { (msg.clone(), Some(msg)) } else { (msg, None) };
+        let deliver = |k: &str, f: &Frames| self.deliver(k, f);
+        let (mid, frames) =
+            self.shared.order.begin(&owned, &self.shared.mids, saving, |mid| Frames::new(compacted, original, mid), &deliver);
+        if let Some(msg) = to_save {
+            let (saved, lost) = match self.shared.messages.save_privates(owned.clone(), msg, mid, expire).await {
                 Ok(unsaved) if !unsaved.is_empty() => {
                     let unsaved: HashSet<String> = unsaved.into_iter().collect();
-                    let (lost, kept): (Vec<String>, Vec<String>) = owned.into_iter().partition(|k| unsaved.contains(k));
-                    failed.extend(lost);
-                    owned = kept;
+                    owned.into_iter().partition(|k| !unsaved.contains(k))
                 }
-                Ok(_) => {}
-                Err(_) => failed.append(&mut owned),
-            }
+                Ok(_) => (owned, Vec::new()),
+                Err(_) => (Vec::new(), owned),
+            };
+            self.shared.order.finish(&saved, &lost, mid, &frames, &deliver);
+            failed.extend(lost);
         }
         if !failed.is_empty() {
             metrics::counter!(m::FAILURES, "reason" => "keys").increment(failed.len() as u64);
-        }
-        let frames = Frames::new(compacted, msg, mid);
-        for key in &owned {
-            record(self.shared.buckets.deliver(key, &frames));
         }
         Ok(PushPrivatesReply { mid, failed })
     }
@@ -147,10 +221,16 @@ fn timed<T>(kind: &'static str, started: Instant, r: Result<T, CometError>) -> R
 }
 
 impl CometApi for CometService {
-    fn push_private(&self, key: String, msg: String, expire: u32) -> BoxFuture<'_, Result<Mid, CometError>> {
+    fn push_private(
+        &self,
+        key: String,
+        msg: String,
+        expire: u32,
+        id: Option<String>,
+    ) -> BoxFuture<'_, Result<Mid, CometError>> {
         Box::pin(async move {
             let started = Instant::now();
-            timed("private", started, self.push_one(key, msg, expire).await)
+            timed("private", started, self.push_one(key, msg, expire, id).await)
         })
     }
 
@@ -159,10 +239,11 @@ impl CometApi for CometService {
         keys: Vec<String>,
         msg: String,
         expire: u32,
+        id: Option<String>,
     ) -> BoxFuture<'_, Result<PushPrivatesReply, CometError>> {
         Box::pin(async move {
             let started = Instant::now();
-            timed("privates", started, self.push_many(keys, msg, expire).await)
+            timed("privates", started, self.push_many(keys, msg, expire, id).await)
         })
     }
 

@@ -6,6 +6,8 @@ use crate::bucket::Buckets;
 use crate::config::CometConfig;
 use crate::handshake::Limits;
 use crate::mid::Mids;
+use crate::order::Sequencer;
+use crate::replay::Replays;
 use crate::ownership::Ownership;
 use cluster::rpc::{CometStatus, SharedMessages};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,6 +23,10 @@ pub(crate) struct Shared {
     pub ownership: Ownership,
     /// The mid generator.
     pub mids: Mids,
+    /// Each key's pushes in mid order while saves run.
+    pub order: Sequencer,
+    /// Publisher idempotency ids seen recently.
+    pub replays: Replays,
     /// Where messages and tokens are stored.
     pub messages: SharedMessages,
     /// Open client connections, handshakes included; changed only through `admission::Slot`.
@@ -38,6 +44,8 @@ impl Shared {
             buckets: Buckets::new(config.channel.bucket),
             ownership: Ownership::new(config.node.name.clone(), config.ring_hash),
             mids: Mids::new(),
+            order: Sequencer::new(),
+            replays: Replays::new(),
             messages,
             connections: AtomicUsize::new(0),
             ready: AtomicBool::new(false),

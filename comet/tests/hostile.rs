@@ -84,7 +84,7 @@ async fn a_burst_of_small_frames_does_not_cut_a_reading_client() {
     // Far more than `msgbuf` (30) frames, queued before the writers get a turn.
     let mut mids = Vec::new();
     for i in 0..500 {
-        mids.push(api.push_private("Terry-Mao".into(), format!("[{i}]"), 0).await.unwrap());
+        mids.push(api.push_private("Terry-Mao".into(), format!("[{i}]"), 0, None).await.unwrap());
     }
     for (i, mid) in mids.iter().enumerate() {
         assert_eq!(tcp_message(&mut tcp).await, format!(r#"{{"msg":"[{i}]","mid":{mid},"gid":0}}"#));
@@ -110,13 +110,13 @@ async fn a_client_that_never_reads_is_cut_over_the_byte_limit() {
     let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(4000));
     // Eight frames are past `msgbuf` but hold 32 KiB: under the byte limit, so kept.
     for _ in 0..8 {
-        api.push_private("Terry-Mao".into(), body.clone(), 0).await.unwrap();
+        api.push_private("Terry-Mao".into(), body.clone(), 0, None).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(c.comet.connections(), 1, "cut under the byte limit");
     // 160 KiB cannot all sit in the kernel's small buffers: the outbox goes over 64 KiB.
     for _ in 0..32 {
-        api.push_private("Terry-Mao".into(), body.clone(), 0).await.unwrap();
+        api.push_private("Terry-Mao".into(), body.clone(), 0, None).await.unwrap();
     }
     assert!(eventually(|| c.comet.connections() == 0).await, "the slow consumer was cut");
     let got = until_closed(&mut slow).await;
@@ -133,7 +133,7 @@ async fn large_messages_reach_websocket_clients_intact_and_in_order() {
     // Sizes around the 126 and 65536 length encodings and the write buffer.
     for size in [10, 120, 4000, 5000, 65_530, 70_000, 10] {
         let body = format!("\"{}\"", "y".repeat(size));
-        let mid = api.push_private("Terry-Mao".into(), body.clone(), 0).await.unwrap();
+        let mid = api.push_private("Terry-Mao".into(), body.clone(), 0, None).await.unwrap();
         expected.push(format!(r#"{{"msg":{body},"mid":{mid},"gid":0}}"#));
     }
     for e in &expected {

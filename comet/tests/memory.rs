@@ -86,7 +86,7 @@ async fn websocket_buffers_shrink_after_a_large_push() {
     let idle = rss_bytes();
 
     let body = format!("\"{}\"", "z".repeat(MESSAGE));
-    let reply = c.comet.api().push_privates(keys, body, 0).await.expect("push");
+    let reply = c.comet.api().push_privates(keys, body, 0, None).await.expect("push");
     assert!(reply.failed.is_empty());
     let read_all = futures::stream::iter(clients.iter_mut()).for_each_concurrent(64, |s| async move {
         let n = frame_len(s).await;

@@ -17,21 +17,21 @@ async fn push_private_stores_first_and_a_failed_save_delivers_nothing() {
     let api = c.comet.api();
     let mut s = tcp_sub(c.tcp(), &["sub", "Terry-Mao", "30", "", "1"]).await;
 
-    let mid = api.push_private("Terry-Mao".into(), "{\"a\": 1}".into(), 60).await.unwrap();
+    let mid = api.push_private("Terry-Mao".into(), "{\"a\": 1}".into(), 60, None).await.unwrap();
     assert_eq!(c.store.saves(), vec![(vec!["Terry-Mao".to_string()], "{\"a\": 1}".to_string(), mid, 60)]);
     assert_eq!(tcp_message(&mut s).await, format!(r#"{{"msg":{{"a":1}},"mid":{mid},"gid":0}}"#));
 
     c.store.fail_save.store(true, Ordering::SeqCst);
-    let err = api.push_private("Terry-Mao".into(), "2".into(), 60).await.unwrap_err();
+    let err = api.push_private("Terry-Mao".into(), "2".into(), 60, None).await.unwrap_err();
     assert_eq!(err, CometError::Store(StoreError::Backend));
     // expire 0 is online only: no save, still delivered.
-    let mid3 = api.push_private("Terry-Mao".into(), "3".into(), 0).await.unwrap();
+    let mid3 = api.push_private("Terry-Mao".into(), "3".into(), 0, None).await.unwrap();
     assert_eq!(tcp_message(&mut s).await, format!(r#"{{"msg":3,"mid":{mid3},"gid":0}}"#), "message 2 never came");
     assert_eq!(c.store.saves().len(), 1);
 
-    assert_eq!(api.push_private("Terry-Mao".into(), "not json".into(), 0).await, Err(CometError::BadMessage));
-    assert_eq!(api.push_private("".into(), "1".into(), 0).await, Err(CometError::BadKey));
-    assert_eq!(api.push_private("t1".into(), "1".into(), 0).await, Err(CometError::NotOwner));
+    assert_eq!(api.push_private("Terry-Mao".into(), "not json".into(), 0, None).await, Err(CometError::BadMessage));
+    assert_eq!(api.push_private("".into(), "1".into(), 0, None).await, Err(CometError::BadKey));
+    assert_eq!(api.push_private("t1".into(), "1".into(), 0, None).await, Err(CometError::NotOwner));
     assert_eq!(c.comet.api().ping().await.unwrap().channels, 1, "pushes to unknown keys create no channel");
 }
 
@@ -46,7 +46,7 @@ async fn push_privates_reports_failed_keys() {
     }
     c.store.fail_keys.lock().unwrap().insert(mine[2].clone());
     let keys = vec![mine[0].clone(), "t1".into(), mine[1].clone(), mine[0].clone(), mine[2].clone(), String::new()];
-    let reply = api.push_privates(keys, "{\"x\":true}".into(), 30).await.unwrap();
+    let reply = api.push_privates(keys, "{\"x\":true}".into(), 30, None).await.unwrap();
     assert_eq!(reply.failed, vec!["t1".to_string(), String::new(), mine[2].clone()]);
     let saves = c.store.saves();
     assert_eq!(saves.len(), 1, "one batched save");
@@ -56,15 +56,15 @@ async fn push_privates_reports_failed_keys() {
         assert_eq!(tcp_message(s).await, format!(r#"{{"msg":{{"x":true}},"mid":{},"gid":0}}"#, reply.mid));
     }
     // The key whose save failed got nothing: the next push is the first it sees.
-    let next = api.push_privates(vec![mine[2].clone()], "7".into(), 0).await.unwrap();
+    let next = api.push_privates(vec![mine[2].clone()], "7".into(), 0, None).await.unwrap();
     assert!(next.failed.is_empty() && next.mid > reply.mid);
     assert_eq!(tcp_message(&mut subs[2]).await, format!(r#"{{"msg":7,"mid":{},"gid":0}}"#, next.mid));
 
     // A store that fails outright fails every owned key.
     c.store.fail_save.store(true, Ordering::SeqCst);
-    let reply = api.push_privates(vec![mine[0].clone(), "t2".into()], "1".into(), 30).await.unwrap();
+    let reply = api.push_privates(vec![mine[0].clone(), "t2".into()], "1".into(), 30, None).await.unwrap();
     assert_eq!(reply.failed, vec!["t2".to_string(), mine[0].clone()]);
-    assert!(matches!(api.push_privates(vec![mine[0].clone()], "{".into(), 0).await, Err(CometError::BadMessage)));
+    assert!(matches!(api.push_privates(vec![mine[0].clone()], "{".into(), 0, None).await, Err(CometError::BadMessage)));
 }
 
 #[tokio::test]
@@ -105,7 +105,7 @@ async fn ring_change_closes_moved_keys_only() {
         s.write_all(b"h").await.unwrap();
         expect(s, b"+h\r\n").await;
     }
-    assert_eq!(c.comet.api().push_private(moving[0].clone(), "1".into(), 0).await, Err(CometError::NotOwner));
+    assert_eq!(c.comet.api().push_private(moving[0].clone(), "1".into(), 0, None).await, Err(CometError::NotOwner));
     let mut s = tcp_send(c.tcp(), &cmd(&["sub", &moving[1], "30"])).await;
     assert_eq!(until_closed(&mut s).await, b"-n\r\n");
     // Closed connections' tasks finish a moment after their clients see the close.
@@ -119,9 +119,9 @@ async fn cometrpc_over_tcp() {
     let c = start(test_config()).await;
     let remote = RemoteComet::new(c.comet.rpc_addr().to_string(), RpcConfig::default());
     let mut s = tcp_sub(c.tcp(), &["sub", "Terry-Mao", "30"]).await;
-    let mid = remote.push_private("Terry-Mao".into(), "{\"r\":1}".into(), 0).await.unwrap();
+    let mid = remote.push_private("Terry-Mao".into(), "{\"r\":1}".into(), 0, None).await.unwrap();
     assert_eq!(tcp_message(&mut s).await, format!(r#"{{"msg":"{{\"r\":1}}","mid":{mid},"gid":0}}"#));
-    assert_eq!(remote.push_private("t1".into(), "1".into(), 0).await, Err(CometError::NotOwner));
+    assert_eq!(remote.push_private("t1".into(), "1".into(), 0, None).await, Err(CometError::NotOwner));
     let status = remote.ping().await.unwrap();
     assert_eq!((status.node.as_str(), status.connections, status.serving), ("node1", 1, true));
     assert_eq!(remote.close_key("Terry-Mao".into()).await, Ok(1));
@@ -140,7 +140,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 async fn stat_port_serves_health_and_metrics() {
     let c = start(test_config()).await;
     let _s = tcp_sub(c.tcp(), &["sub", "Terry-Mao", "30"]).await;
-    c.comet.api().push_private("Terry-Mao".into(), "1".into(), 0).await.unwrap();
+    c.comet.api().push_private("Terry-Mao".into(), "1".into(), 0, None).await.unwrap();
     let stat = c.comet.stat_addr().unwrap();
     let health = http_get(stat, "/health").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");

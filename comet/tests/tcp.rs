@@ -20,7 +20,7 @@ async fn old_and_new_formats_byte_for_byte() {
     let mut new = tcp_sub(c.tcp(), &["sub", "Terry-Mao", "35", "", "1.0"]).await;
 
     let raw = r#"{"test":1,"h":"<b>&"}"#;
-    let mid = api.push_private("Terry-Mao".into(), raw.into(), 0).await.unwrap();
+    let mid = api.push_private("Terry-Mao".into(), raw.into(), 0, None).await.unwrap();
     let new_json = format!(r#"{{"msg":{{"test":1,"h":"\u003cb\u003e\u0026"}},"mid":{mid},"gid":0}}"#);
     expect(&mut new, format!("${}\r\n{new_json}\r\n", new_json.len()).as_bytes()).await;
     let old_json = format!(r#"{{"msg":"{{\"test\":1,\"h\":\"\u003cb\u003e\u0026\"}}","mid":{mid},"gid":0}}"#);
@@ -30,7 +30,7 @@ async fn old_and_new_formats_byte_for_byte() {
     // Several queued messages arrive in order, mids increasing.
     let mut mids = Vec::new();
     for i in 0..20 {
-        mids.push(api.push_private("Terry-Mao".into(), format!("{{\"n\":{i}}}"), 0).await.unwrap());
+        mids.push(api.push_private("Terry-Mao".into(), format!("{{\"n\":{i}}}"), 0, None).await.unwrap());
     }
     assert!(mids.windows(2).all(|w| w[0] < w[1]));
     for (i, mid) in mids.iter().enumerate() {
@@ -216,7 +216,7 @@ async fn slow_consumer_is_closed_and_others_keep_receiving() {
 
     let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(4000));
     for i in 0..60 {
-        let mid = api.push_private("Terry-Mao".into(), body.clone(), 0).await.unwrap();
+        let mid = api.push_private("Terry-Mao".into(), body.clone(), 0, None).await.unwrap();
         let got = tcp_message(&mut fast).await;
         assert!(got.ends_with(&format!(",\"mid\":{mid},\"gid\":0}}")), "message {i}");
     }

@@ -20,7 +20,7 @@ async fn subscribe_with_and_without_origin_both_formats() {
     assert_eq!(ws_text(&mut native).await, "+h\r\n");
 
     let raw = r#"{"test":1,"h":"<b>&"}"#;
-    let mid = api.push_private("Terry-Mao".into(), raw.into(), 0).await.unwrap();
+    let mid = api.push_private("Terry-Mao".into(), raw.into(), 0, None).await.unwrap();
     assert_eq!(
         ws_text(&mut browser).await,
         format!(r#"{{"msg":"{{\"test\":1,\"h\":\"\u003cb\u003e\u0026\"}}","mid":{mid},"gid":0}}"#)
@@ -32,7 +32,7 @@ async fn subscribe_with_and_without_origin_both_formats() {
     // A burst arrives as one text frame per message, in order.
     let mut mids = Vec::new();
     for i in 0..10 {
-        mids.push(api.push_private("Terry-Mao".into(), format!("[{i}]"), 0).await.unwrap());
+        mids.push(api.push_private("Terry-Mao".into(), format!("[{i}]"), 0, None).await.unwrap());
     }
     for (i, mid) in mids.iter().enumerate() {
         assert_eq!(ws_text(&mut native).await, format!(r#"{{"msg":[{i}],"mid":{mid},"gid":0}}"#));
@@ -44,7 +44,7 @@ async fn subscribe_with_and_without_origin_both_formats() {
             .await
             .unwrap();
     assert_eq!(ws_text(&mut enc).await, "+h\r\n");
-    api.push_private(key.clone(), "1".into(), 0).await.unwrap();
+    api.push_private(key.clone(), "1".into(), 0, None).await.unwrap();
     assert!(ws_text(&mut enc).await.starts_with(r#"{"msg":"1","mid":"#));
 }
 

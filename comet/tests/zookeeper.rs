@@ -46,7 +46,7 @@ fn keys(before: &Ring, after: &Ring, from: &str, to: &str, n: usize) -> Vec<Stri
 }
 
 async fn owns(api: &dyn CometApi, key: &str) -> bool {
-    api.push_private(key.to_string(), "0".into(), 0).await != Err(CometError::NotOwner)
+    api.push_private(key.to_string(), "0".into(), 0, None).await != Err(CometError::NotOwner)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,7 +106,20 @@ where
     response
 }
 
-/// `/1/admin/push/private?key=K&expire=E` (alias `/admin/push`), body = the message.
+/// Longest publisher idempotency id, in bytes.
+const MAX_ID: usize = 128;
+
+/// The optional `id` parameter: a publisher's idempotency id, so a retry is not applied twice
+/// (docs/decisions.md#d21-safe-retries). Absent or empty means none.
+fn idempotency_id(query: &Params) -> Result<Option<String>, WebError> {
+    match query.get("id") {
+        None | Some("") => Ok(None),
+        Some(id) if id.len() <= MAX_ID => Ok(Some(id.to_string())),
+        Some(_) => Err(WebError::Param("id longer than 128 bytes")),
+    }
+}
+
+/// `/1/admin/push/private?key=K&expire=E[&id=ID]` (alias `/admin/push`), body = the message.
 async fn push_private(
     state: &State,
     query: &Params,
@@ -117,10 +130,11 @@ async fn push_private(
     let key = query.get("key").unwrap_or("");
     logged.push_str(key);
     let expire = expire(query)?;
+    let id = idempotency_id(query)?;
     let body = body?;
     let (node, comet) = owner(state, key)?;
     let msg = json_message(&body)?;
-    comet.push_private(key.to_string(), msg, expire).await.map_err(|error| WebError::CometAt { node, error })?;
+    comet.push_private(key.to_string(), msg, expire, id).await.map_err(|error| WebError::CometAt { node, error })?;
     Ok(Reply::ok(Style::Versioned))
 }
 
@@ -134,7 +148,7 @@ struct Multi {
     k: Option<String>,
 }
 
-/// `/1/admin/push/mprivate?expire=E`, body `{"m":"<message>","k":"k1,k2"}`.
+/// `/1/admin/push/mprivate?expire=E[&id=ID]`, body `{"m":"<message>","k":"k1,k2"}`.
 async fn push_privates(
     state: &State,
     query: &Params,
@@ -142,6 +156,7 @@ async fn push_privates(
     logged: &mut String,
 ) -> Result<Reply, WebError> {
     let expire = expire(query)?;
+    let id = idempotency_id(query)?;
     let body = body?;
     let multi: Multi =
         serde_json::from_slice(&body).map_err(|_| WebError::Param("body must be {\"m\":..,\"k\":..}"))?;
@@ -166,9 +181,9 @@ async fn push_privates(
         groups.entry(node).or_insert_with(|| (target.comet.clone(), Vec::new())).1.push((*key).to_string());
     }
     let calls = groups.into_iter().map(|(node, (comet, keys))| {
-        let msg = msg.clone();
+        let (msg, id) = (msg.clone(), id.clone());
         async move {
-            match comet.push_privates(keys.clone(), msg, expire).await {
+            match comet.push_privates(keys.clone(), msg, expire, id).await {
                 Ok(reply) => reply.failed,
                 Err(e) => {
                     warn!(%node, error = %e, keys = keys.len(), "multi-push to a comet failed");
