@@ -53,6 +53,7 @@ impl Comet {
     /// a session is given).
     pub async fn start(config: CometConfig, deps: CometDeps) -> Result<Comet, Error> {
         config.validate()?;
+        crate::metrics::describe_and_zero();
         let b = &config.base;
         let mut tcp_listeners = Vec::new();
         for addr in &b.tcp_bind {

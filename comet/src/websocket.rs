@@ -74,9 +74,10 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             debug!(error = %e, "websocket upgrade failed");
+            crate::metrics::upgrade_failed(&e);
             return;
         }
-        Err(_) => return,
+        Err(_) => return crate::metrics::refused(crate::metrics::HANDSHAKE),
     };
     ws.get_mut().budget = usize::MAX;
 
@@ -89,6 +90,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
         Ok(ok) => ok,
         Err(e) => {
             debug!(error = %e, "websocket subscription refused");
+            crate::metrics::handshake_failed(&e);
             // Upstream drops the TCP connection after the status frame, without a close frame.
             if let Some(reply) = e.reply() {
                 let _ =
@@ -140,7 +142,7 @@ async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, writ
                 // Anything else, a close, an oversized frame or an error ends the connection.
                 _ => return,
             },
-            _ = &mut deadline => return,
+            _ = &mut deadline => return crate::metrics::refused(crate::metrics::HEARTBEAT),
         }
     }
     // Closed by the comet (migration, close_key, full outbox, shutdown): a normal close frame.

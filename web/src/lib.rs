@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod params;
 pub mod reply;
 pub mod routing;

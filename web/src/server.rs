@@ -113,6 +113,7 @@ impl Web {
         let public_addr = local_addr(&public, &config.base.http_bind)?;
         let admin_addr = local_addr(&admin, &config.base.admin_bind)?;
         let metrics = cluster::stat::metrics_handle();
+        crate::metrics::describe_and_zero();
         let routes = routing::follow(deps.membership, config.ring_hash, deps.comets);
         let shutdown = CancellationToken::new();
         let connections = TaskTracker::new();
