@@ -1,7 +1,8 @@
 //! What operators graph: a freshly started `gopush standalone` (comet and web) and `gopush message`
 //! export every metric with HELP text and at 0 before any traffic, every metric name written in
-//! the sources is one the processes describe, and the Grafana dashboard in deploy/grafana only
-//! queries metrics a running process exports, through a datasource variable.
+//! the sources is one the processes describe, the comet counts each kind of refused client under
+//! its reason, and the Grafana dashboard in deploy/grafana only queries metrics a running process
+//! exports, through a datasource variable.
 
 #[allow(dead_code)] // only the process and HTTP helpers of the shared harness are used here
 mod harness;
@@ -256,4 +257,117 @@ async fn the_dashboard_queries_only_metrics_the_processes_export() {
             );
         }
     }
+}
+
+/// The value of the sample `series` (name with labels, as rendered), 0 when absent.
+fn sample(e: &Exposition, series: &str) -> f64 {
+    e.samples.iter().find(|(_, s, _)| s == series).map_or(0.0, |(_, _, v)| *v)
+}
+
+/// The `sub` command with a token: `*4 sub KEY HEARTBEAT TOKEN`.
+fn sub_with_token(key: &str, heartbeat: &str, token: &str) -> Vec<u8> {
+    let mut out = String::from("*4\r\n");
+    for a in ["sub", key, heartbeat, token] {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    out.into_bytes()
+}
+
+/// Reads until `want` arrived or the peer closed, within 10 s; what was read.
+async fn read_until(s: &mut tokio::net::TcpStream, want: &[u8]) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !got.windows(want.len()).any(|w| w == want) && got.len() < 1 << 16 {
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_counted_by_reason() {
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let dir = TempDir::new("metrics-refusals");
+    let (web, comet) = (WebPorts::free(), CometPorts::free());
+    let conf = format!(
+        "[web.base]\nhttp_bind = \"127.0.0.1:{}\"\nadmin_bind = \"127.0.0.1:{}\"\n\n\
+         [comet.base]\ntcp_bind = [\"127.0.0.1:{}\"]\nws_bind = [\"127.0.0.1:{}\"]\n\
+         rpc_bind = [\"127.0.0.1:{}\"]\nstat_bind = \"127.0.0.1:{}\"\ndrain = \"200ms\"\n\n\
+         [comet.channel]\nauth = true\nmin_heartbeat = 1\nheartbeat_slack = \"300ms\"\nhandshake_timeout = \"2s\"\n\
+         msgbuf = 2\nallowed_origins = [\"https://ok.example\"]\n",
+        web.public, web.admin, comet.tcp, comet.ws, comet.rpc, comet.stat
+    );
+    gopush::load::parse::<gopush::standalone::StandaloneConfig>(&conf).expect("the test's config parses");
+    let path = dir.write("standalone.toml", &conf);
+    let mut proc = Gopush::spawn("standalone", dir.path(), &["standalone", "-c", &path]);
+    let (stat, admin, tcp) =
+        (format!("127.0.0.1:{}", comet.stat), format!("127.0.0.1:{}", web.admin), format!("127.0.0.1:{}", comet.tcp));
+    metrics(&mut proc, &stat).await; // serving
+    let key = |k: &str| format!("{}-{k}", testkit::unique_name("refuse"));
+    let add_token = |k: String| {
+        let admin = admin.clone();
+        async move {
+            let r = harness::http::post(&admin, &format!("/1/token/add?k={k}&t=tok"), "text/plain", "").await;
+            assert!(r.as_ref().is_ok_and(|r| r.body.contains("\"ret\":0")), "token add for {k}: {r:?}");
+        }
+    };
+
+    // handshake: not a subscribe command.
+    let mut s = tokio::net::TcpStream::connect(&tcp).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.expect("write");
+    read_until(&mut s, b"never").await;
+
+    // auth: no token in auth mode.
+    let mut s = tokio::net::TcpStream::connect(&tcp).await.expect("connect");
+    s.write_all(&harness::client::sub_command(&key("auth"), None)).await.expect("write");
+    assert_eq!(read_until(&mut s, b"-a\r\n").await, b"-a\r\n", "the comet refuses a missing token");
+
+    // origin: an Origin outside allowed_origins gets 403.
+    let mut req = format!("ws://127.0.0.1:{}/sub?key={}&heartbeat=30", comet.ws, key("origin"))
+        .into_client_request()
+        .expect("a valid request");
+    req.headers_mut().insert("Origin", "https://evil.example".parse().expect("header value"));
+    let refused = tokio_tungstenite::connect_async(req).await;
+    assert!(refused.is_err(), "an upgrade from a foreign Origin is refused");
+
+    // heartbeat: subscribed with a 1 s heartbeat, then silent.
+    let k = key("heartbeat");
+    add_token(k.clone()).await;
+    let mut s = tokio::net::TcpStream::connect(&tcp).await.expect("connect");
+    s.write_all(&sub_with_token(&k, "1", "tok")).await.expect("write");
+    assert_eq!(read_until(&mut s, b"+h\r\n").await, b"+h\r\n", "subscribed with a token");
+    let after = read_until(&mut s, b"never").await;
+    assert!(after.is_empty(), "closed without a reply after the missed heartbeat: {after:?}");
+
+    // full_outbox: a subscriber that stops reading, with small socket buffers and msgbuf = 2.
+    let k = key("slow");
+    add_token(k.clone()).await;
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(2048).expect("SO_RCVBUF");
+    let mut slow = sock.connect(tcp.parse().expect("addr")).await.expect("connect");
+    slow.write_all(&sub_with_token(&k, "30", "tok")).await.expect("write");
+    assert_eq!(read_until(&mut slow, b"+h\r\n").await, b"+h\r\n", "subscribed with a token");
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(30_000));
+    for _ in 0..40 {
+        let ret = harness::http::push(&admin, &k, 0, &big).await;
+        assert_eq!(ret, Some(0), "a push to a connected key is accepted");
+        let e = Exposition::parse(&harness::http::get(&stat, "/metrics").await.expect("/metrics").body);
+        if sample(&e, "gopush_comet_refused_total{reason=\"full_outbox\"}") > 0.0 {
+            break;
+        }
+    }
+
+    let e = metrics(&mut proc, &stat).await;
+    for reason in ["handshake", "auth", "origin", "heartbeat", "full_outbox"] {
+        let series = format!("gopush_comet_refused_total{{reason=\"{reason}\"}}");
+        assert!(sample(&e, &series) >= 1.0, "{series} was not counted");
+    }
+    assert!(sample(&e, "gopush_comet_slow_consumers_total") >= 1.0, "the slow consumer was counted too");
+    drop(slow);
 }
