@@ -112,9 +112,14 @@ async fn fresh_processes_export_every_series_with_help_at_zero() {
     let dir = TempDir::new("metrics-fresh");
     let (mut standalone, stat, admin) = spawn_standalone(&dir);
     let both: Vec<&str> = comet::metrics::NAMES.iter().chain(web::metrics::NAMES).copied().collect();
-    // The comet's stat port and web's admin port render the same process-wide registry.
+    // The comet's stat port and web's admin port render the same process-wide registry. Web
+    // starts after the comet, so its admin port answering means both have described theirs.
+    let fresh = metrics(&mut standalone, &admin).await;
+    fresh.assert_fresh("standalone web admin port", &both);
+    for gauge in ["gopush_web_comet_nodes", "gopush_web_comet_instances"] {
+        assert_eq!(sample(&fresh, gauge), 1.0, "standalone's web routes to its one comet from the start");
+    }
     metrics(&mut standalone, &stat).await.assert_fresh("standalone comet stat port", &both);
-    metrics(&mut standalone, &admin).await.assert_fresh("standalone web admin port", &both);
 
     let Some((mut message, stat)) = spawn_message(&dir) else { return };
     metrics(&mut message, &stat).await.assert_fresh("message stat port", message::metered::NAMES);
@@ -239,7 +244,8 @@ async fn the_dashboard_queries_only_metrics_the_processes_export() {
     let dir = TempDir::new("metrics-dashboard");
     let (mut standalone, stat, admin) = spawn_standalone(&dir);
     let mut exported: BTreeSet<String> = BTreeSet::new();
-    for addr in [&stat, &admin] {
+    // Admin first: web starts after the comet, so then both have registered their series.
+    for addr in [&admin, &stat] {
         exported.extend(metrics(&mut standalone, addr).await.sample_names().into_iter().map(str::to_string));
     }
     let uses_message = all.iter().any(|(_, e)| e.contains("gopush_message_"));

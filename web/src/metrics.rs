@@ -42,6 +42,13 @@ pub const ROUTES: &[&str] = &[
 /// The `route` labels of [`PUSH_SECONDS`].
 pub const PUSH_ROUTES: &[&str] = &["/1/admin/push/private", "/admin/push", "/1/admin/push/mprivate"];
 
+/// Publishes what the web node routes to; the first membership counts too, or a membership that
+/// never changes (standalone) would show 0 comets forever.
+pub(crate) fn routing(nodes: usize, instances: usize) {
+    gauge!(COMET_NODES).set(nodes as f64);
+    gauge!(COMET_INSTANCES).set(instances as f64);
+}
+
 /// Gives every web series its HELP text and a 0 sample; call once a web node starts (again is
 /// harmless: zeroing adds 0).
 pub fn describe_and_zero() {
