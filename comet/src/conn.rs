@@ -111,7 +111,10 @@ impl Conn {
         };
         match verdict {
             Queued::Yes => self.wake.notify_one(),
-            Queued::Full => self.signal_close(),
+            Queued::Full => {
+                crate::metrics::refused(crate::metrics::FULL_OUTBOX);
+                self.signal_close()
+            }
             Queued::Closed => {}
         }
         verdict

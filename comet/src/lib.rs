@@ -12,7 +12,7 @@ mod error;
 mod frame;
 mod handshake;
 mod listener;
-mod metrics;
+pub mod metrics;
 mod mid;
 mod order;
 mod ownership;

@@ -1,5 +1,9 @@
-//! The comet's Prometheus metrics (docs/decisions.md#d12-observability), named here once. They are recorded through
-//! the `metrics` facade; `cluster::stat` installs the exporter and serves `/metrics`.
+//! The comet's Prometheus metrics (docs/decisions.md#d12-observability), named here once. They are
+//! recorded through the `metrics` facade; `cluster::stat` installs the exporter and serves
+//! `/metrics`. [`describe_and_zero`] runs at start-up so every series has HELP text and a 0 sample
+//! before the first client arrives: dashboards and alerts then see 0 instead of "no data".
+
+use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
 /// Open client connections (gauge).
 pub const CONNECTIONS: &str = "gopush_comet_connections";
@@ -7,7 +11,7 @@ pub const CONNECTIONS: &str = "gopush_comet_connections";
 pub const CHANNELS: &str = "gopush_comet_channels";
 /// Accepted subscriptions, by protocol (counter).
 pub const SUBSCRIPTIONS: &str = "gopush_comet_subscriptions_total";
-/// Refused subscriptions, by reason (counter).
+/// Clients refused or closed for breaking the protocol or a limit, by `reason` (counter).
 pub const REFUSALS: &str = "gopush_comet_refused_total";
 /// Push calls handled, by kind `private`/`privates` (counter).
 pub const PUSHES: &str = "gopush_comet_pushes_total";
@@ -21,3 +25,101 @@ pub const SLOW_CONSUMERS: &str = "gopush_comet_slow_consumers_total";
 pub const MIGRATED: &str = "gopush_comet_migrated_connections_total";
 /// Time to handle a push call, store included (histogram, seconds).
 pub const PUSH_SECONDS: &str = "gopush_comet_push_seconds";
+
+/// Every metric name above, for tests and dashboards that check what a comet exports.
+pub const NAMES: &[&str] = &[
+    CONNECTIONS,
+    CHANNELS,
+    SUBSCRIPTIONS,
+    REFUSALS,
+    PUSHES,
+    DELIVERIES,
+    FAILURES,
+    SLOW_CONSUMERS,
+    MIGRATED,
+    PUSH_SECONDS,
+];
+
+/// `reason` of [`REFUSALS`]: the subscribe command was late, malformed or had bad parameters.
+pub const HANDSHAKE: &str = "handshake";
+/// `reason` of [`REFUSALS`]: a subscribed client missed its heartbeat deadline.
+pub const HEARTBEAT: &str = "heartbeat";
+/// `reason` of [`REFUSALS`]: auth mode, the token was missing or rejected.
+pub const AUTH: &str = "auth";
+/// `reason` of [`REFUSALS`]: a WebSocket upgrade whose `Origin` is not in `allowed_origins`.
+pub const ORIGIN: &str = "origin";
+/// `reason` of [`REFUSALS`]: the connection's outbox (`msgbuf`) was full, so it was closed.
+pub const FULL_OUTBOX: &str = "full_outbox";
+
+/// Every `reason` of [`REFUSALS`]; `auth` and the last three are counted at admission (`state.rs`).
+pub const REFUSAL_REASONS: &[&str] =
+    &[HANDSHAKE, HEARTBEAT, AUTH, ORIGIN, FULL_OUTBOX, "not_owner", "token_store", "channel_full"];
+
+/// Counts one refused or closed client under `reason` (one of [`REFUSAL_REASONS`]).
+pub fn refused(reason: &'static str) {
+    counter!(REFUSALS, "reason" => reason).increment(1);
+}
+
+/// Counts a failed handshake; admission refusals are counted where they are decided, and a client
+/// that merely went away (an I/O error) is not a refusal.
+pub fn handshake_failed(e: &crate::error::Error) {
+    use crate::error::Error;
+    if matches!(e, Error::BadParameter | Error::MalformedCommand | Error::HandshakeTimeout) {
+        refused(HANDSHAKE);
+    }
+}
+
+/// Counts a failed WebSocket upgrade: a 403 answer is an `Origin` refusal, other answers and
+/// protocol errors a handshake refusal; a client that went away is not counted.
+pub fn upgrade_failed(e: &tokio_tungstenite::tungstenite::Error) {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::http::StatusCode;
+    match e {
+        WsError::Http(resp) if resp.status() == StatusCode::FORBIDDEN => refused(ORIGIN),
+        WsError::ConnectionClosed | WsError::AlreadyClosed => {}
+        // The upgrade-size cap fails reads with InvalidData: an oversized request, not a hang-up.
+        WsError::Io(io) if io.kind() != std::io::ErrorKind::InvalidData => {}
+        _ => refused(HANDSHAKE),
+    }
+}
+
+/// Gives every comet series its HELP text and a 0 sample; call once a comet starts (again is
+/// harmless: zeroing adds 0, so a second comet in the same process keeps the counts).
+pub fn describe_and_zero() {
+    // Descriptions go to the recorder installed at the time, so install it first.
+    let _ = cluster::stat::metrics_handle();
+    describe_gauge!(CONNECTIONS, "Open client connections (TCP and WebSocket), handshakes included.");
+    describe_gauge!(CHANNELS, "Keys with at least one subscribed connection on this comet.");
+    describe_counter!(SUBSCRIPTIONS, "Subscriptions accepted, by protocol (tcp, websocket).");
+    describe_counter!(
+        REFUSALS,
+        "Clients refused or closed by the comet, by reason: handshake, heartbeat, auth, origin, \
+         full_outbox, not_owner, token_store, channel_full."
+    );
+    describe_counter!(PUSHES, "Push calls handled, by kind (private: one key, privates: many keys).");
+    describe_counter!(DELIVERIES, "Messages queued for a subscribed connection.");
+    describe_counter!(FAILURES, "Failed push calls by reason; reason=keys counts keys of multi-key pushes.");
+    describe_counter!(SLOW_CONSUMERS, "Connections closed because their outbox (msgbuf) was full.");
+    describe_counter!(MIGRATED, "Connections closed because a ring change moved their key to another comet.");
+    describe_histogram!(PUSH_SECONDS, "Time to handle a push call in seconds, offline store included, by kind.");
+
+    gauge!(CONNECTIONS).increment(0.0);
+    gauge!(CHANNELS).increment(0.0);
+    for proto in ["tcp", "websocket"] {
+        counter!(SUBSCRIPTIONS, "proto" => proto).increment(0);
+    }
+    for &reason in REFUSAL_REASONS {
+        counter!(REFUSALS, "reason" => reason).increment(0);
+    }
+    for kind in ["private", "privates"] {
+        counter!(PUSHES, "kind" => kind).increment(0);
+        // Registering is enough: the exporter renders an empty histogram with zero counts.
+        let _ = histogram!(PUSH_SECONDS, "kind" => kind);
+    }
+    counter!(DELIVERIES).increment(0);
+    for reason in ["keys", "bad_key", "bad_message", "not_owner", "store", "other"] {
+        counter!(FAILURES, "reason" => reason).increment(0);
+    }
+    counter!(SLOW_CONSUMERS).increment(0);
+    counter!(MIGRATED).increment(0);
+}

@@ -59,6 +59,7 @@ impl Comet {
     /// a session is given).
     pub async fn start(config: CometConfig, deps: CometDeps) -> Result<Comet, Error> {
         config.validate()?;
+        crate::metrics::describe_and_zero();
         let b = &config.base;
         let tcp_listeners = listener::bind("base.tcp_bind", &b.tcp_bind, &config.channel).await?;
         let ws_listeners = listener::bind("base.ws_bind", &b.ws_bind, &config.channel).await?;

@@ -55,7 +55,8 @@ impl CometService {
             },
             None => None,
         };
-        let outcome = self.detached(move |this| async move { this.store_and_deliver(key, compacted, msg, expire).await }).await;
+        let outcome =
+            self.detached(move |this| async move { this.store_and_deliver(key, compacted, msg, expire).await }).await;
         if let Some(running) = claim {
             running.finish(outcome.clone().map(Answer::One));
         }
@@ -75,7 +76,13 @@ impl CometService {
     }
 
     /// The one ordered step: a mid and the key's place, then the save, then delivery in place.
-    async fn store_and_deliver(&self, key: String, compacted: String, msg: String, expire: u32) -> Result<Mid, CometError> {
+    async fn store_and_deliver(
+        &self,
+        key: String,
+        compacted: String,
+        msg: String,
+        expire: u32,
+    ) -> Result<Mid, CometError> {
         let keys = [key];
         let (original, to_save) = if expire > 0 { (msg.clone(), Some(msg)) } else { (msg, None) };
         let deliver = |k: &str, f: &Frames| self.deliver(k, f);
@@ -111,13 +118,16 @@ impl CometService {
         let claim = match id {
             Some(id) => match self.shared.replays.claim(format!("m\0{id}")).await {
                 Claim::Repeat(outcome) => {
-                    return outcome.map(|a| if let Answer::Many(reply) = a { reply } else { PushPrivatesReply::default() });
+                    return outcome
+                        .map(|a| if let Answer::Many(reply) = a { reply } else { PushPrivatesReply::default() });
                 }
                 Claim::First(running) => Some(running),
             },
             None => None,
         };
-        let outcome = self.detached(move |this| async move { this.store_and_deliver_many(keys, compacted, msg, expire).await }).await;
+        let outcome = self
+            .detached(move |this| async move { this.store_and_deliver_many(keys, compacted, msg, expire).await })
+            .await;
         if let Some(running) = claim {
             running.finish(outcome.clone().map(Answer::Many));
         }
@@ -146,8 +156,13 @@ impl CometService {
         let saving = expire > 0 && !owned.is_empty();
         let (original, to_save) = if saving { (msg.clone(), Some(msg)) } else { (msg, None) };
         let deliver = |k: &str, f: &Frames| self.deliver(k, f);
-        let (mid, frames) =
-            self.shared.order.begin(&owned, &self.shared.mids, saving, |mid| Frames::new(compacted, original, mid), &deliver);
+        let (mid, frames) = self.shared.order.begin(
+            &owned,
+            &self.shared.mids,
+            saving,
+            |mid| Frames::new(compacted, original, mid),
+            &deliver,
+        );
         if let Some(msg) = to_save {
             let (saved, lost) = match self.shared.messages.save_privates(owned.clone(), msg, mid, expire).await {
                 Ok(unsaved) if !unsaved.is_empty() => {

@@ -35,6 +35,7 @@ pub(crate) async fn connection(mut stream: TcpStream, shared: Arc<Shared>, _slot
         Ok(ok) => ok,
         Err(e) => {
             debug!(error = %e, "tcp subscription refused");
+            crate::metrics::handshake_failed(&e);
             if let Some(reply) = e.reply() {
                 let _ = tokio::time::timeout(REPLY_TIMEOUT, stream.write_all(reply.as_bytes())).await;
             }
@@ -101,7 +102,8 @@ async fn run(stream: &mut TcpStream, conn: &Conn, idle: Duration, write_timeout:
                         }
                     }
                 }
-                // EOF, an error or a missed heartbeat.
+                Err(_) => return crate::metrics::refused(crate::metrics::HEARTBEAT),
+                // EOF or an error.
                 _ => return,
             }
         }

@@ -90,9 +90,10 @@ pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Sl
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             debug!(error = %e, "websocket upgrade failed");
+            crate::metrics::upgrade_failed(&e);
             return;
         }
-        Err(_) => return,
+        Err(_) => return crate::metrics::refused(crate::metrics::HANDSHAKE),
     };
     let socket = ws.get_mut();
     socket.budget = usize::MAX;
@@ -107,6 +108,7 @@ pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Sl
         Ok(ok) => ok,
         Err(e) => {
             debug!(error = %e, "websocket subscription refused");
+            crate::metrics::handshake_failed(&e);
             // Upstream drops the TCP connection after the status frame, without a close frame.
             if let Some(reply) = e.reply() {
                 let _ =
@@ -245,7 +247,7 @@ async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, c: &
                 // Anything else, a close, an oversized frame or an error ends the connection.
                 _ => return,
             },
-            _ = &mut deadline => return,
+            _ = &mut deadline => return crate::metrics::refused(crate::metrics::HEARTBEAT),
         }
     }
     // Closed by the comet (migration, close_key, full outbox, shutdown): a normal close frame.

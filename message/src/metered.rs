@@ -1,9 +1,10 @@
 //! Metrics around any store: counts of saves, save failures, reads, deletes and token operations,
 //! errors by kind, and a latency histogram per operation (`/metrics` on the stat port renders them).
 //! Observing the `MessageApi` trait keeps the stores free of bookkeeping and counts both alike.
+//! [`describe_and_zero`] gives every series HELP text and a 0 sample when the node starts.
 
 use cluster::rpc::{MessageApi, Observed, Observer, StoreError};
-use metrics::{counter, histogram};
+use metrics::{counter, describe_counter, describe_histogram, histogram};
 use std::any::Any;
 use std::time::Duration;
 
@@ -25,6 +26,42 @@ pub const TOKEN_CHECKS: &str = "gopush_message_token_checks_total";
 pub const ERRORS: &str = "gopush_message_store_errors_total";
 /// Latency of store calls in seconds, labelled `op`.
 pub const LATENCY: &str = "gopush_message_store_seconds";
+
+/// Every metric name above, for tests and dashboards that check what a message node exports.
+pub const NAMES: &[&str] =
+    &[SAVES, SAVE_FAILURES, SAVE_FAILED_KEYS, GETS, DELETES, TOKEN_ADDS, TOKEN_CHECKS, ERRORS, LATENCY];
+
+/// The `op` labels of [`ERRORS`] and [`LATENCY`]: one per `MessageApi` call.
+pub const OPS: &[&str] = &["save_private", "save_privates", "get_private", "del_private", "add_token", "check_token"];
+
+/// Gives every message-store series its HELP text and a 0 sample; call once the node starts
+/// (again is harmless: zeroing adds 0).
+pub fn describe_and_zero() {
+    // Descriptions go to the recorder installed at the time, so install it first.
+    let _ = cluster::stat::metrics_handle();
+    describe_counter!(SAVES, "Successful save calls (one message to one key or to a batch of keys).");
+    describe_counter!(SAVE_FAILURES, "Save calls that failed as a whole.");
+    describe_counter!(SAVE_FAILED_KEYS, "Keys of successful batch saves whose own shard failed.");
+    describe_counter!(GETS, "Offline message reads (get_private calls).");
+    describe_counter!(DELETES, "Offline message deletions (del_private calls).");
+    describe_counter!(TOKEN_ADDS, "Tokens added (add_token calls).");
+    describe_counter!(TOKEN_CHECKS, "Token checks, by result (valid, invalid, error).");
+    describe_counter!(ERRORS, "Failed store calls, by op and error (backend and timeout are Redis failures).");
+    describe_histogram!(LATENCY, "Store call latency in seconds (Redis round trips included), by op.");
+
+    for name in [SAVES, SAVE_FAILURES, SAVE_FAILED_KEYS, GETS, DELETES, TOKEN_ADDS] {
+        counter!(name).increment(0);
+    }
+    for result in ["valid", "invalid", "error"] {
+        counter!(TOKEN_CHECKS, "result" => result).increment(0);
+    }
+    for &op in OPS {
+        // One zero per op (a Redis failure) is enough for error rates by op to start at 0.
+        counter!(ERRORS, "op" => op, "error" => "backend").increment(0);
+        // Registering is enough: the exporter renders an empty histogram with zero counts.
+        let _ = histogram!(LATENCY, "op" => op);
+    }
+}
 
 /// Every store call is counted and timed through this observer.
 pub struct StoreMetrics;

@@ -52,6 +52,7 @@ impl MessageServer {
     ) -> Result<MessageServer, MessageError> {
         config.validate()?;
         metrics_handle();
+        crate::metered::describe_and_zero();
         let mut listeners = Vec::with_capacity(config.base.rpc_bind.len());
         for addr in &config.base.rpc_bind {
             listeners.push(bind(addr).await?);

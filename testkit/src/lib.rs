@@ -1,4 +1,4 @@
-//! Test harness that gives tests real ZooKeeper and Redis servers on loopback.
+//! Test harness that gives tests real ZooKeeper, Redis and nginx servers on loopback.
 //!
 //! Shared servers come from `GOPUSH_TEST_ZK`, `GOPUSH_TEST_ZK_ENSEMBLE` and `GOPUSH_TEST_REDIS`
 //! (set by `.ci/run`) or are started privately once per test binary. Under `CI` anything missing
@@ -6,16 +6,19 @@
 //! stderr. Every process started here dies with the test binary, even when it is killed.
 #![warn(missing_docs)]
 
+mod nginx;
 mod proc;
 mod redis;
 mod zk;
 
 use std::any::Any;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use nginx::Nginx;
 pub use proc::free_port;
 pub use redis::RedisServer;
 pub use zk::{ZkEnsemble, ZkServer};
@@ -27,7 +30,7 @@ pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const ENV_SERVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The install line printed with every "missing software" message.
-pub(crate) const INSTALL_HINT: &str = "apt-get install zookeeper redis-server";
+pub(crate) const INSTALL_HINT: &str = "apt-get install zookeeper redis-server nginx systemd";
 
 /// Whether we run under CI (`CI` set and non-empty): then missing servers fail tests, never skip.
 pub fn ci() -> bool {
@@ -123,6 +126,15 @@ fn shared<A: Clone>(
             None
         }
     }
+}
+
+/// An installed program a test runs (`systemd-analyze`, ...), found on `PATH` or in the usual
+/// Debian places; `None` with a `SKIPPED` line locally when it is missing, a panic under CI.
+pub fn program(name: &str, package: &str) -> Option<PathBuf> {
+    let found = proc::find_program(name).ok_or_else(|| {
+        Unavailable::NotInstalled(format!("`{name}` not installed: not on PATH (apt-get install {package})"))
+    });
+    settle(name, found)
 }
 
 /// Reads an environment variable, treating empty as unset.

@@ -9,6 +9,7 @@ mod config;
 mod deadline;
 mod error;
 mod limits;
+pub mod metrics;
 mod prune;
 mod public;
 mod reply;

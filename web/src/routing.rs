@@ -146,6 +146,7 @@ pub(crate) fn follow(
 ) -> watch::Receiver<Arc<Routes>> {
     let mut handles = HashMap::new();
     let first = Routes::build(&membership.borrow_and_update(), hash, &mut handles, &factory);
+    crate::metrics::routing(first.nodes(), first.instances().len());
     let (tx, rx) = watch::channel(Arc::new(first));
     tokio::spawn(async move {
         loop {

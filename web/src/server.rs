@@ -98,6 +98,7 @@ impl Web {
         let public_addr = local_addr(&public, "base.http_bind", &config.base.http_bind)?;
         let admin_addr = local_addr(&admin, "base.admin_bind", &config.base.admin_bind)?;
         let metrics = cluster::stat::metrics_handle();
+        crate::metrics::describe_and_zero();
         let routes = routing::follow(deps.membership, config.ring_hash, deps.comets);
         let shutdown = CancellationToken::new();
         let connections = TaskTracker::new();
