@@ -11,7 +11,7 @@ use cluster::rpc::{MessageApi, SharedMessages, StoreError, StoredMessage};
 use cluster::zk::Session;
 use message::config::{MessageConfig, StorageKind};
 use message::metered::metered;
-use message::server::MessageServer;
+use message::server::MessageNode;
 use message::store::RedisStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,7 +94,7 @@ async fn the_node_registers_in_zookeeper_and_leaves_on_shutdown() {
     let mut members = watch_messages(&watcher);
 
     let shutdown = CancellationToken::new();
-    let server = MessageServer::start(config, shutdown.clone()).await.unwrap();
+    let server = MessageNode::start(config, shutdown.clone()).await.unwrap();
     let rpc = server.rpc_addrs()[0].to_string();
     assert_eq!(server.node_info().rpc, vec![rpc.clone()], "advertises the bound address");
     let path = tokio::time::timeout(Duration::from_secs(30), server.registered()).await.unwrap().unwrap();
@@ -139,7 +139,7 @@ async fn health_follows_the_shards_and_metrics_count_calls() {
     config.zookeeper.addr = "127.0.0.1:1".into();
 
     let shutdown = CancellationToken::new();
-    let server = MessageServer::start(config, shutdown.clone()).await.unwrap();
+    let server = MessageNode::start(config, shutdown.clone()).await.unwrap();
     let stat = server.stat_addr();
     let (status, body) = http_get(stat, "/health").await;
     assert_eq!(status, 200, "{body}");
@@ -176,4 +176,19 @@ async fn health_follows_the_shards_and_metrics_count_calls() {
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(15), server.wait()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_port_in_use_names_its_config_key() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut config = node_config();
+    config.storage.kind = StorageKind::Memory;
+    config.base.stat_bind = addr.clone();
+    config.zookeeper.addr = "127.0.0.1:1".into();
+    let err = match MessageNode::start(config, CancellationToken::new()).await {
+        Ok(_) => panic!("started on a port that is in use"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("base.stat_bind") && err.contains(&addr), "{err}");
 }
