@@ -16,19 +16,13 @@ use message::store::RedisStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// GET `path` on `addr`; returns (status, body).
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await.unwrap().unwrap();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    let r = testkit::http::get(&addr.to_string(), path).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    (r.status(), r.body().to_string())
 }
 
 fn node_config() -> MessageConfig {
@@ -112,11 +106,10 @@ async fn the_node_registers_in_zookeeper_and_leaves_on_shutdown() {
     // What a web or comet node does with it: call it through the pool.
     let pool = MessagePool::new(RpcConfig::default());
     pool.follow(members.clone());
-    let ok = common::eventually(Duration::from_secs(10), || async {
+    testkit::eventually("the pool to reach the registered node", Duration::from_secs(10), || async {
         pool.save_private("zk-key".into(), "1".into(), 5, 60).await.is_ok()
     })
     .await;
-    assert!(ok, "the pool could not reach the registered node");
     assert_eq!(pool.get_private("zk-key".into(), 0).await.unwrap().len(), 1);
 
     shutdown.cancel();

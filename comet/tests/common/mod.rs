@@ -191,15 +191,3 @@ pub async fn ws_closed(ws: &mut Ws) -> Option<u16> {
         }
     }
 }
-
-/// Polls `f` until it holds or `WAIT` passes.
-pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    f()
-}
