@@ -1,4 +1,4 @@
-//! One subscriber, as a real client does it (reference §3.4): optionally ask web which comet holds
+//! One subscriber, as a real client does it (docs/protocol.md#client-lifecycle): optionally ask web which comet holds
 //! the key, connect, send the TCP `sub` command or the WebSocket `/sub` upgrade, wait for `+h`, then
 //! hold the connection with `h` heartbeats and hand every pushed message to a callback. Failures come
 //! back as a short kind label (`connect_refused`, `refused_n`, ..) for the reports to count.
@@ -152,7 +152,8 @@ fn refused(c: u8) -> Failure {
     Failure(format!("refused_{}", if c.is_ascii_alphanumeric() { c as char } else { '?' }))
 }
 
-/// WebSocket limits: small buffers, as DESIGN.md asks of the server too.
+/// WebSocket limits: small buffers, as the server keeps its own
+/// (docs/decisions.md#d35-small-fixed-per-connection-memory).
 fn ws_config(read_buf: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(read_buf.max(256))

@@ -1,4 +1,4 @@
-//! The TCP client protocol over real sockets, byte for byte (reference §3.1): every row of the
+//! The TCP client protocol over real sockets, byte for byte (docs/protocol.md#tcp): every row of the
 //! reply table, both message formats, heartbeats, deadlines and slow consumers.
 
 mod common;
@@ -66,7 +66,7 @@ async fn any_other_byte_closes() {
     let c = start(test_config()).await;
     let mut s = tcp_sub(c.tcp(), &["sub", "Terry-Mao", "30"]).await;
     s.write_all(b"h\r\n").await.unwrap();
-    // `h` is answered, then `\r` closes (do not send `h\r\n`, §3.1).
+    // `h` is answered, then `\r` closes (do not send `h\r\n`, docs/protocol.md#tcp).
     assert_eq!(until_closed(&mut s).await, b"+h\r\n");
     testkit::eventually("0 connections", WAIT, || std::future::ready(c.comet.connections() == 0)).await;
 }

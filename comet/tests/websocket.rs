@@ -1,4 +1,4 @@
-//! The WebSocket client protocol over real sockets (reference §3.2): `/sub` upgrades with and
+//! The WebSocket client protocol over real sockets (docs/protocol.md#websocket): `/sub` upgrades with and
 //! without `Origin`, status strings as text frames, `h` heartbeats, one text frame per message in
 //! the old or new format, and the limits that protect the comet.
 

@@ -24,12 +24,13 @@ const NOTICE: Duration = Duration::from_secs(40);
 /// The message every suite push carries: `<b>` checks Go's HTML escaping on the wire.
 const MSG: &str = r#"{"n":1,"h":"<b>"}"#;
 
-/// What a versioned subscriber must receive for [`MSG`], byte for byte (§3.3 new format).
+/// What a versioned subscriber must receive for [`MSG`], byte for byte (docs/protocol.md#message-json, new format).
 fn new_format(mid: u64) -> Vec<u8> {
     format!(r#"{{"msg":{{"n":1,"h":"\u003cb\u003e"}},"mid":{mid},"gid":0}}"#).into_bytes()
 }
 
-/// What a subscriber without a version must receive for [`MSG`] (§3.3 old format: msg as a string).
+/// What a subscriber without a version must receive for [`MSG`] (docs/protocol.md#message-json, old format: msg as a
+/// string).
 fn old_format(mid: u64) -> Vec<u8> {
     format!(r#"{{"msg":"{{\"n\":1,\"h\":\"\u003cb\u003e\"}}","mid":{mid},"gid":0}}"#).into_bytes()
 }
@@ -43,8 +44,9 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The client-facing protocol checks, run against a cluster and against standalone: §2 routes
-/// (versioned, legacy, JSONP, errors), §3 TCP and WebSocket subscribe in both message formats,
+/// The client-facing protocol checks, run against a cluster and against standalone:
+/// docs/http-api.md routes
+/// (versioned, legacy, JSONP, errors), docs/protocol.md TCP and WebSocket subscribe in both message formats,
 /// online and offline delivery with the same mid, multi-key push, deletion.
 async fn protocol_suite(public: &str, admin: &str, tag: &str) {
     let key = format!("{tag}-alice");

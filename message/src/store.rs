@@ -1,7 +1,7 @@
 //! The offline message stores behind `MessageApi` (docs/decisions.md#d7-offline-store):
 //! [`RedisStore`] over ring-sharded Redis servers in upstream's layout, and [`MemoryStore`] for
-//! standalone mode and tests, with the same semantics. This file holds what both share: input checks and the constructor that
-//! picks one from the config (always wrapped in metrics).
+//! standalone mode and tests, with the same semantics. This file holds what both share: input
+//! checks and the constructor that picks one from the config (always wrapped in metrics).
 
 use crate::config::{MessageConfig, StorageKind};
 use crate::error::MessageError;

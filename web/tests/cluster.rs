@@ -1,8 +1,8 @@
-//! The web node against real ZooKeeper: routing follows comet registrations by the golden ring of
-//! §6.2, and a comet instance whose RPC stops answering while its ZooKeeper registration lingers is
-//! pruned, so its keys move to the remaining comets. The comets here are small in-test `CometApi`
-//! doubles served over the real RPC transport (`serve_comet`); whole-cluster tests with real comet
-//! processes live elsewhere.
+//! The web node against real ZooKeeper: routing follows comet registrations by the golden ring
+//! (docs/architecture.md#ring-golden-vectors), and a comet instance whose RPC stops answering while
+//! its ZooKeeper registration lingers is pruned, so its keys move to the remaining comets. The
+//! comets here are small in-test `CometApi` doubles served over the real RPC transport
+//! (`serve_comet`); whole-cluster tests with real comet processes live elsewhere.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Golden byte tests of every endpoint and error path of §2 over real HTTP: a real web node on
+//! Golden byte tests of every endpoint and error path of docs/http-api.md over real HTTP: a real web node on
 //! loopback in front of recording comet and message-store doubles, compared byte for byte (only
 //! the `Date` header, which changes, is left out), plus bad input that must never yield a 500.
 
@@ -40,7 +40,8 @@ async fn server_get_follows_the_golden_ring() {
     // Legacy form used by the Java and JavaScript SDKs.
     let r = get(&a, "/server/get?key=Terry-Mao&proto=2").await;
     assert_eq!(r.text(), json_200(r#"{"data":{"server":"node1:6969"},"msg":"ok","ret":0}"#));
-    // An empty key is a valid ring key (§6.2: it maps to node3) but upstream refuses it: 65534.
+    // An empty key is a valid ring key (docs/architecture.md#ring-golden-vectors: it maps to node3)
+    // but upstream refuses it: 65534.
     let r = get(&a, "/1/server/get?k=&p=2").await;
     assert_eq!(r.text(), json_200(r#"{"ret":65534}"#));
     w.web.shutdown().await;
@@ -99,7 +100,7 @@ async fn jsonp_wraps_answers_and_refuses_bad_callbacks() {
     // An empty callback means plain JSON, as upstream.
     let r = get(&a, "/1/server/get?k=Terry-Mao&p=2&cb=").await;
     assert_eq!(r.text(), json_200(r#"{"data":{"server":"node1:6969"},"ret":0}"#));
-    // Invalid names are refused with plain JSON (DESIGN decision 9).
+    // Invalid names are refused with plain JSON (docs/decisions.md#d9-hostile-input).
     for cb in ["alert(1)%2F%2F", "1a", "a-b", "%3Cscript%3E", &"a".repeat(65)] {
         let r = get(&a, &format!("/1/server/get?k=Terry-Mao&p=2&cb={cb}")).await;
         assert_eq!(r.text(), json_200(r#"{"ret":65534}"#), "{cb}");

@@ -35,7 +35,8 @@ pub fn test_config() -> CometConfig {
     c
 }
 
-/// The reference §6.2 ring members: node1 ×1, node2 ×2, node3 ×1. Our comets are node1.
+/// Upstream's golden ring members (docs/architecture.md#ring-golden-vectors): node1 ×1, node2 ×2,
+/// node3 ×1. Our comets are node1.
 pub fn golden() -> CometMembership {
     membership(&[("node1", 1), ("node2", 2), ("node3", 1)])
 }

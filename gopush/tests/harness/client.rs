@@ -1,5 +1,6 @@
 //! Subscribers as an SDK would be: ask web which comet serves the key, connect over TCP (the `*N`
-//! RESP-like `sub` command, §3.1) or WebSocket (`/sub?key=&heartbeat=&ver=`, §3.2), wait for
+//! RESP-like `sub` command, docs/protocol.md#tcp) or WebSocket (`/sub?key=&heartbeat=&ver=`,
+//! docs/protocol.md#websocket), wait for
 //! `+h\r\n`, then read pushed frames with a deadline. A refused or failed attempt asks web again,
 //! as clients do after a migration.
 

@@ -24,7 +24,8 @@ pub fn comet_info(name: &str, weight: u32, ws: bool) -> NodeInfo {
     }
 }
 
-/// The golden ring (docs/architecture.md#ring-golden-vectors): node1/node2/node3 with weights 1/2/1; node3 advertises no WebSocket.
+/// The golden ring (docs/architecture.md#ring-golden-vectors): node1/node2/node3 with weights
+/// 1/2/1; node3 advertises no WebSocket.
 pub fn golden_membership() -> CometMembership {
     CometMembership::fixed([
         ("node1".to_string(), comet_info("node1", 1, true)),
