@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the DESIGN.md benchmark set against a fresh `gopush standalone` per scenario (release
-# builds), writing one JSON report per scenario into OUT and a summary line each to stdout.
+# Runs the benchmark set of docs/benchmarks.md (docs/benchmarks.md#how-to-run) against a fresh
+# `gopush standalone` per scenario (release builds), writing one JSON report per scenario into OUT
+# and a summary line each to stdout.
 # Usage: [SCENARIOS="name .."] bench/scripts/standalone.sh [OUT_DIR]   (env: GOPUSH, BENCH = the two binaries)
 # Needs the default ports 8090 8091 6968 6969 6970 6972 free. Waits (bounded) for other
 # compilers on the box to finish before each scenario, since client and server share 2 cores.

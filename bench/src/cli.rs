@@ -48,7 +48,7 @@ pub struct Common {
     #[arg(long)]
     pub comet: Option<String>,
     /// Client protocol.
-    #[arg(long, value_enum, default_value = "tcp")]
+    #[arg(long, value_parser = str::parse::<Proto>, default_value = "tcp")]
     pub proto: Proto,
     /// Distinct keys (conns: default one per connection; push: subscribed keys, default 1000).
     #[arg(long)]
@@ -198,7 +198,7 @@ mod tests {
         let cfg = c.config();
         assert_eq!(
             (cfg.conns, cfg.proto, cfg.pids.clone(), cfg.keys, cfg.progress),
-            (20, Proto::Ws, vec![1, 2], 0, false)
+            (20, Proto::WebSocket, vec![1, 2], 0, false)
         );
         let Command::Mpush(m) = parse(&["mpush", "--keys", "500", "--batch", "50", "--rate", "10", "--ver", "1.0"])
         else {

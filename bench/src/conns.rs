@@ -272,10 +272,7 @@ impl ConnsReport {
 
 impl std::fmt::Display for ConnsReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let proto = match self.proto {
-            Proto::Tcp => "tcp",
-            Proto::Ws => "ws",
-        };
+        let proto = self.proto.name();
         writeln!(
             f,
             "conns: {proto} via {}, {} requested, {} worker process(es)",

@@ -1,5 +1,5 @@
 //! `gopush-bench`: a load generator for any gopush-cluster-compatible deployment. It speaks only
-//! the public protocols (web HTTP API, admin push API, comet TCP and WebSocket, reference §2-§3),
+//! the public protocols (web HTTP API, admin push API, comet TCP and WebSocket, docs/http-api.md and docs/protocol.md),
 //! so the same tool measures this project and upstream gopush-cluster 1.0.5. Entry points:
 //! [`conns::run_conns`], [`push::run_push`]; the binary in `main.rs` is a thin clap front end.
 

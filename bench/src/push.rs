@@ -186,10 +186,7 @@ pub struct PushReport {
 
 impl std::fmt::Display for PushReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let proto = match self.proto {
-            Proto::Tcp => "tcp",
-            Proto::Ws => "ws",
-        };
+        let proto = self.proto.name();
         let rate = if self.rate == 0 { "max".to_string() } else { format!("{}/s", self.rate) };
         writeln!(
             f,

@@ -1,4 +1,4 @@
-//! One subscriber, as a real client does it (reference §3.4): optionally ask web which comet holds
+//! One subscriber, as a real client does it (docs/protocol.md#client-lifecycle): optionally ask web which comet holds
 //! the key, connect, send the TCP `sub` command or the WebSocket `/sub` upgrade, wait for `+h`, then
 //! hold the connection with `h` heartbeats and hand every pushed message to a callback. Failures come
 //! back as a short kind label (`connect_refused`, `refused_n`, ..) for the reports to count.
@@ -28,25 +28,9 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Silence tolerated beyond the heartbeat interval before the bench calls a connection dead.
 const SILENCE_GRACE: Duration = Duration::from_secs(15);
 
-/// The client protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    /// The RESP-like TCP protocol (§3.1).
-    Tcp,
-    /// WebSocket `/sub` (§3.2).
-    Ws,
-}
-
-impl Proto {
-    /// The `p` value of `/1/server/get`: 1 websocket, 2 tcp.
-    pub fn web_code(self) -> u8 {
-        match self {
-            Proto::Ws => 1,
-            Proto::Tcp => 2,
-        }
-    }
-}
+/// The client protocol: the one enum comet and web use too, so the bench's `tcp`/`ws` and the `p`
+/// code it sends web cannot drift from theirs.
+pub use cluster::Proto;
 
 /// How subscribers connect.
 #[derive(Debug, Clone)]
@@ -100,7 +84,7 @@ struct ServerData {
 
 /// Asks web which comet address serves `key` for `proto` (`GET /1/server/get?k=KEY&p=1|2`).
 pub async fn lookup(web: &mut HttpClient, key: &str, proto: Proto) -> Result<SocketAddr, Failure> {
-    let path = format!("/1/server/get?k={}&p={}", wire::encode_query(key), proto.web_code());
+    let path = format!("/1/server/get?k={}&p={}", wire::encode_query(key), proto.param());
     let resp = web.get(&path).await.map_err(|e| Failure::io("lookup", &e))?;
     if resp.status != 200 {
         return Err(Failure(format!("lookup_http_{}", resp.status)));
@@ -132,7 +116,7 @@ pub async fn subscribe(comet: SocketAddr, key: &str, opts: &SubOptions) -> Resul
     let handshake = async {
         match opts.proto {
             Proto::Tcp => subscribe_tcp(stream, key, opts.heartbeat_secs, ver, opts.read_buf).await,
-            Proto::Ws => subscribe_ws(stream, comet, key, opts.heartbeat_secs, ver, opts.read_buf).await,
+            Proto::WebSocket => subscribe_ws(stream, comet, key, opts.heartbeat_secs, ver, opts.read_buf).await,
         }
     };
     timeout(STEP_TIMEOUT, handshake).await.unwrap_or_else(|_| Err(Failure::new("handshake_timeout")))
@@ -168,7 +152,8 @@ fn refused(c: u8) -> Failure {
     Failure(format!("refused_{}", if c.is_ascii_alphanumeric() { c as char } else { '?' }))
 }
 
-/// WebSocket limits: small buffers, as DESIGN.md asks of the server too.
+/// WebSocket limits: small buffers, as the server keeps its own
+/// (docs/decisions.md#d35-small-fixed-per-connection-memory).
 fn ws_config(read_buf: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(read_buf.max(256))

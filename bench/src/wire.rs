@@ -1,4 +1,4 @@
-//! The comet client protocols' bytes (reference §3), pure: the TCP `sub` handshake, the WebSocket
+//! The comet client protocols' bytes (docs/protocol.md), pure: the TCP `sub` handshake, the WebSocket
 //! `/sub` query, and an incremental parser for what a comet sends a TCP client (`+h\r\n`,
 //! `-x\r\n`, `$len\r\n<json>\r\n`). No sockets here, so every case is a byte-string test.
 
@@ -21,7 +21,7 @@ pub fn tcp_handshake(key: &str, heartbeat_secs: u64, ver: Option<&str>) -> Vec<u
     out
 }
 
-/// The WebSocket subscription path and query (`ver`, not `version`, per §3.2).
+/// The WebSocket subscription path and query (`ver`, not `version`, per docs/protocol.md#websocket).
 pub fn ws_path(key: &str, heartbeat_secs: u64, ver: Option<&str>) -> String {
     let mut p = format!("/sub?key={}&heartbeat={heartbeat_secs}", encode_query(key));
     if let Some(v) = ver {
@@ -125,7 +125,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn handshakes_match_the_reference_examples() {
+    fn handshakes_match_upstreams_examples() {
         assert_eq!(tcp_handshake("Terry-Mao", 30, None), b"*3\r\n$3\r\nsub\r\n$9\r\nTerry-Mao\r\n$2\r\n30\r\n");
         assert_eq!(
             tcp_handshake("Terry-Mao", 30, Some("1.0.5")),

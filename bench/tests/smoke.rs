@@ -12,7 +12,7 @@ async fn start() -> Standalone {
 fn conns_config(s: &Standalone, proto: Proto, via_web: bool) -> ConnsConfig {
     let comet = match proto {
         Proto::Tcp => s.tcp_addr(),
-        Proto::Ws => s.ws_addr(),
+        Proto::WebSocket => s.ws_addr(),
     }
     .expect("ephemeral() enables both protocols");
     ConnsConfig {
@@ -48,7 +48,9 @@ fn push_config(s: &Standalone, proto: Proto, batch: usize, ver: Option<&str>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conns_tcp_and_ws_via_web_and_direct() {
     let s = start().await;
-    for (proto, via_web) in [(Proto::Tcp, true), (Proto::Ws, true), (Proto::Tcp, false), (Proto::Ws, false)] {
+    for (proto, via_web) in
+        [(Proto::Tcp, true), (Proto::WebSocket, true), (Proto::Tcp, false), (Proto::WebSocket, false)]
+    {
         let r = run_conns(conns_config(&s, proto, via_web)).await.expect("conns runs");
         assert_eq!(r.attempted, 200, "{r}");
         assert_eq!(r.established, 200, "{r}");
@@ -65,7 +67,7 @@ async fn conns_tcp_and_ws_via_web_and_direct() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_private_loses_nothing_at_a_low_rate() {
     let s = start().await;
-    for (proto, ver) in [(Proto::Tcp, None), (Proto::Ws, Some("1.0.5"))] {
+    for (proto, ver) in [(Proto::Tcp, None), (Proto::WebSocket, Some("1.0.5"))] {
         let r = run_push(push_config(&s, proto, 0, ver)).await.expect("push runs");
         assert_eq!(r.keys_subscribed, 50, "{r}");
         assert!(r.requests_ok >= 150, "{r}");
@@ -84,7 +86,7 @@ async fn push_private_loses_nothing_at_a_low_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mpush_batches_lose_nothing_at_a_low_rate() {
     let s = start().await;
-    for (proto, ver) in [(Proto::Tcp, Some("1.0.5")), (Proto::Ws, None)] {
+    for (proto, ver) in [(Proto::Tcp, Some("1.0.5")), (Proto::WebSocket, None)] {
         let mut cfg = push_config(&s, proto, 10, ver);
         cfg.rate = 20;
         let r = run_push(cfg).await.expect("mpush runs");

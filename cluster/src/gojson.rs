@@ -130,7 +130,7 @@ mod tests {
         let c = compact(raw).unwrap();
         let new = message(&c, raw, 13996474938346192, 0, true);
         assert_eq!(new, r#"{"msg":{"test":1,"h":"\u003cb\u003e\u0026"},"mid":13996474938346192,"gid":0}"#);
-        assert_eq!(new.len(), 76, "the reference's 76-byte example");
+        assert_eq!(new.len(), 76, "upstream's 76-byte example");
         let old = message(&c, "{\"test\":1}", 13996474938346192, 0, false);
         assert_eq!(old, r#"{"msg":"{\"test\":1}","mid":13996474938346192,"gid":0}"#);
     }

@@ -1,5 +1,6 @@
-//! What a process advertises about itself in ZooKeeper (DESIGN decision 3) and how a registered
-//! instance is named. The JSON form is `{"rpc":[..],"tcp":[..],"ws":[..],"weight":N}` for comets and
+//! What a process advertises about itself in ZooKeeper
+//! (docs/decisions.md#d3-zookeeper-layout-and-advertised-addresses) and how a registered instance
+//! is named. The JSON form is `{"rpc":[..],"tcp":[..],"ws":[..],"weight":N}` for comets and
 //! `{"rpc":[..],"weight":N}` for message nodes.
 
 use serde::{Deserialize, Serialize};

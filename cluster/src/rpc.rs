@@ -17,7 +17,7 @@ pub mod transport;
 use service::rpc_service;
 pub use service::{Observed, Observer, Unavailable};
 
-/// A message id: Unix time in 100 ns units, strictly increasing per comet (DESIGN decision 6).
+/// A message id: Unix time in 100 ns units, strictly increasing per comet (docs/decisions.md#d6-message-ids).
 pub type Mid = i64;
 
 /// A boxed, sendable future: the return type of the object-safe API traits.

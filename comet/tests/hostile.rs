@@ -104,7 +104,8 @@ async fn a_client_that_never_reads_is_cut_over_the_byte_limit() {
     socket.set_recv_buffer_size(1024).unwrap();
     let mut slow = socket.connect(c.tcp()).await.unwrap();
     slow.write_all(&cmd(&["sub", "Terry-Mao", "30"])).await.unwrap();
-    assert!(eventually(|| c.comet.connections() == 1).await);
+    testkit::eventually("the subscriber to connect", Duration::from_secs(5), || async { c.comet.connections() == 1 })
+        .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(4000));
@@ -118,7 +119,8 @@ async fn a_client_that_never_reads_is_cut_over_the_byte_limit() {
     for _ in 0..32 {
         api.push_private("Terry-Mao".into(), body.clone(), 0, None).await.unwrap();
     }
-    assert!(eventually(|| c.comet.connections() == 0).await, "the slow consumer was cut");
+    testkit::eventually("the slow consumer to be cut", Duration::from_secs(5), || async { c.comet.connections() == 0 })
+        .await;
     let got = until_closed(&mut slow).await;
     assert!(got.starts_with(b"+h\r\n") && got.len() < 40 * 4000, "{} bytes", got.len());
 }

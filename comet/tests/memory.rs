@@ -81,7 +81,10 @@ async fn websocket_buffers_shrink_after_a_large_push() {
     )
     .await
     .expect("clients subscribed in time");
-    assert!(eventually(|| c.comet.connections() == CLIENTS).await);
+    testkit::eventually("every client to connect", Duration::from_secs(30), || async {
+        c.comet.connections() == CLIENTS
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = rss_bytes();
 

@@ -9,7 +9,7 @@ use common::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn push_private_stores_first_and_a_failed_save_delivers_nothing() {
@@ -109,7 +109,7 @@ async fn ring_change_closes_moved_keys_only() {
     let mut s = tcp_send(c.tcp(), &cmd(&["sub", &moving[1], "30"])).await;
     assert_eq!(until_closed(&mut s).await, b"-n\r\n");
     // Closed connections' tasks finish a moment after their clients see the close.
-    assert!(eventually(|| c.comet.connections() == 3).await);
+    testkit::eventually("3 connections", WAIT, || std::future::ready(c.comet.connections() == 3)).await;
     let status = c.comet.api().ping().await.unwrap();
     assert_eq!((status.connections, status.channels, status.serving), (3, 3, true));
 }
@@ -128,12 +128,8 @@ async fn cometrpc_over_tcp() {
     assert_eq!(until_closed(&mut s).await, b"");
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.unwrap().unwrap();
-    out
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> testkit::http::Response {
+    testkit::http::get(&addr.to_string(), path).await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 #[tokio::test]
@@ -143,13 +139,14 @@ async fn stat_port_serves_health_and_metrics() {
     c.comet.api().push_private("Terry-Mao".into(), "1".into(), 0, None).await.unwrap();
     let stat = c.comet.stat_addr().unwrap();
     let health = http_get(stat, "/health").await;
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(health.contains("\"node\":\"node1\"") && health.contains("\"serving\":true"), "{health}");
+    let body = health.body();
+    assert_eq!(health.status(), 200, "{body}");
+    assert!(body.contains("\"node\":\"node1\"") && body.contains("\"serving\":true"), "{body}");
     let metrics = http_get(stat, "/metrics").await;
-    assert!(metrics.contains("gopush_comet_pushes_total"), "{metrics}");
+    assert!(metrics.body().contains("gopush_comet_pushes_total"), "{}", metrics.body());
     // A comet off the ring is not healthy.
     let off = start_with(test_config(), membership(&[("node2", 1)])).await;
-    assert!(http_get(off.comet.stat_addr().unwrap(), "/health").await.starts_with("HTTP/1.1 503"));
+    assert_eq!(http_get(off.comet.stat_addr().unwrap(), "/health").await.status(), 503);
 }
 
 #[tokio::test]

@@ -68,7 +68,7 @@ async fn any_other_byte_closes() {
     s.write_all(b"h\r\n").await.unwrap();
     // `h` is answered, then `\r` closes (do not send `h\r\n`, docs/protocol.md#tcp).
     assert_eq!(until_closed(&mut s).await, b"+h\r\n");
-    assert!(eventually(|| c.comet.connections() == 0).await);
+    testkit::eventually("0 connections", WAIT, || std::future::ready(c.comet.connections() == 0)).await;
 }
 
 #[tokio::test]
@@ -150,7 +150,7 @@ async fn malformed_commands_close_silently() {
         let mut s = tcp_send(c.tcp(), case).await;
         assert_eq!(until_closed(&mut s).await, b"", "{:?}", String::from_utf8_lossy(case));
     }
-    assert!(eventually(|| c.comet.connections() == 0).await);
+    testkit::eventually("0 connections", WAIT, || std::future::ready(c.comet.connections() == 0)).await;
 }
 
 #[tokio::test]
@@ -196,7 +196,7 @@ async fn missed_heartbeat_closes() {
     let started = std::time::Instant::now();
     assert_eq!(until_closed(&mut s).await, b"");
     assert!(started.elapsed() >= Duration::from_millis(250));
-    assert!(eventually(|| c.comet.connections() == 0).await);
+    testkit::eventually("0 connections", WAIT, || std::future::ready(c.comet.connections() == 0)).await;
 }
 
 #[tokio::test]
@@ -220,7 +220,8 @@ async fn slow_consumer_is_closed_and_others_keep_receiving() {
         let got = tcp_message(&mut fast).await;
         assert!(got.ends_with(&format!(",\"mid\":{mid},\"gid\":0}}")), "message {i}");
     }
-    assert!(eventually(|| c.comet.connections() == 1).await, "the slow consumer was dropped");
+    testkit::eventually("the slow consumer to be dropped", WAIT, || std::future::ready(c.comet.connections() == 1))
+        .await;
     // What the slow client gets is its acceptance, some messages, then the end.
     let got = until_closed(&mut slow).await;
     assert!(got.starts_with(b"+h\r\n") && got.len() < 60 * 4000, "{} bytes", got.len());

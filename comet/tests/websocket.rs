@@ -117,7 +117,7 @@ async fn oversized_frames_close() {
     assert_eq!(ws_text(&mut ws).await, "+h\r\n");
     ws.send(Message::Binary(vec![b'h'; 4096].into())).await.unwrap();
     ws_closed(&mut ws).await;
-    assert!(eventually(|| c.comet.connections() == 0).await);
+    testkit::eventually("0 connections", WAIT, || std::future::ready(c.comet.connections() == 0)).await;
 }
 
 #[tokio::test]

@@ -115,11 +115,14 @@ async fn third_comet_moves_some_keys() {
     }
     assert!(!owns(&*api1, &move1[1]).await && !owns(&*api2, &move2[1]).await);
     // The closed connections' tasks finish a moment after their clients see the close.
-    assert!(eventually(|| (one.connections(), two.connections()) == (3, 3)).await);
+    testkit::eventually("3 connections on each comet", WAIT, || {
+        std::future::ready((one.connections(), two.connections()) == (3, 3))
+    })
+    .await;
 
     // node3 leaving gives the keys back; shutdown deregisters node2.
     reg3.deregister().await;
-    assert!(eventually_async(|| owns(&*api1, &move1[0])).await, "node1 owns its keys again");
+    testkit::eventually("node1 to own its keys again", WAIT, || owns(&*api1, &move1[0])).await;
     let observer = Session::start(zk.clone());
     let mut membership = watch_comets(&observer);
     two.shutdown().await;
@@ -137,18 +140,4 @@ async fn third_comet_moves_some_keys() {
         assert_eq!(until_closed(s).await, b"");
     }
     one.shutdown().await;
-}
-
-async fn eventually_async<F, Fut>(mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..250 {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }

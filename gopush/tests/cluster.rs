@@ -24,12 +24,13 @@ const NOTICE: Duration = Duration::from_secs(40);
 /// The message every suite push carries: `<b>` checks Go's HTML escaping on the wire.
 const MSG: &str = r#"{"n":1,"h":"<b>"}"#;
 
-/// What a versioned subscriber must receive for [`MSG`], byte for byte (§3.3 new format).
+/// What a versioned subscriber must receive for [`MSG`], byte for byte (docs/protocol.md#message-json, new format).
 fn new_format(mid: u64) -> Vec<u8> {
     format!(r#"{{"msg":{{"n":1,"h":"\u003cb\u003e"}},"mid":{mid},"gid":0}}"#).into_bytes()
 }
 
-/// What a subscriber without a version must receive for [`MSG`] (§3.3 old format: msg as a string).
+/// What a subscriber without a version must receive for [`MSG`] (docs/protocol.md#message-json, old format: msg as a
+/// string).
 fn old_format(mid: u64) -> Vec<u8> {
     format!(r#"{{"msg":"{{\"n\":1,\"h\":\"\u003cb\u003e\"}}","mid":{mid},"gid":0}}"#).into_bytes()
 }
@@ -43,8 +44,9 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The client-facing protocol checks, run against a cluster and against standalone: §2 routes
-/// (versioned, legacy, JSONP, errors), §3 TCP and WebSocket subscribe in both message formats,
+/// The client-facing protocol checks, run against a cluster and against standalone:
+/// docs/http-api.md routes
+/// (versioned, legacy, JSONP, errors), docs/protocol.md TCP and WebSocket subscribe in both message formats,
 /// online and offline delivery with the same mid, multi-key push, deletion.
 async fn protocol_suite(public: &str, admin: &str, tag: &str) {
     let key = format!("{tag}-alice");
@@ -57,16 +59,16 @@ async fn protocol_suite(public: &str, admin: &str, tag: &str) {
     assert_eq!(ret(&all), 0, "{all}");
     assert!(all["data"]["server"].as_array().is_some_and(|a| a.contains(&json!(tcp))), "{all}");
     let legacy = get(public, &format!("/server/get?key={key}&proto=2")).await.expect("/server/get");
-    assert_eq!(legacy.json(), json!({"data": {"server": tcp}, "msg": "ok", "ret": 0}), "{}", legacy.body);
+    assert_eq!(legacy.json(), json!({"data": {"server": tcp}, "msg": "ok", "ret": 0}), "{}", legacy.body());
     assert_eq!(legacy.header("content-type"), Some("application/json;charset=utf-8"));
     let jsonp = get(public, &format!("/1/server/get?k={key}&p=2&cb=GoPushCli.cb_1")).await.expect("JSONP");
-    assert_eq!(jsonp.body, format!(r#"GoPushCli.cb_1({{"data":{{"server":"{tcp}"}},"ret":0}})"#));
+    assert_eq!(jsonp.body(), format!(r#"GoPushCli.cb_1({{"data":{{"server":"{tcp}"}},"ret":0}})"#));
     assert_eq!(jsonp.header("content-type"), Some("application/javascript;charset=utf-8"));
     let missing = get(public, "/1/server/get?p=2").await.expect("missing k").json();
     assert_eq!(ret(&missing), 65534);
-    assert_eq!(get(public, "/1/msgs/get?k=x&m=0").await.expect("unknown path").status, 404);
+    assert_eq!(get(public, "/1/msgs/get?k=x&m=0").await.expect("unknown path").status(), 404);
     let wrong_method = get(admin, &format!("/1/admin/push/private?key={key}&expire=0")).await.expect("GET on admin");
-    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.status(), 405);
 
     // Subscribe: TCP new format, TCP old format (3-argument sub), WebSocket new format.
     let mut t = TcpSub::connect(&tcp, &key, Some("1.0")).await.expect("TCP subscribe, version 1.0");
@@ -91,7 +93,7 @@ async fn protocol_suite(public: &str, admin: &str, tag: &str) {
         "/1/msg/get must return the pushed message with the online mid {mid}: {stored:?}"
     );
     let after = get(public, &format!("/1/msg/get?k={key}&m={mid}")).await.expect("msg/get after mid");
-    assert_eq!(after.body, r#"{"ret":0}"#, "nothing is newer than the last mid");
+    assert_eq!(after.body(), r#"{"ret":0}"#, "nothing is newer than the last mid");
 
     // expire = 0: delivered online, not stored; mids keep increasing.
     assert_eq!(push(admin, &key, 0, r#"{"live":1}"#).await, Some(0));
@@ -114,7 +116,8 @@ async fn protocol_suite(public: &str, admin: &str, tag: &str) {
 
     // Legacy offline read: old-format strings and an empty pmsgs.
     let legacy = get(public, &format!("/msg/get?key={off}&mid=0&callback=cb")).await.expect("/msg/get");
-    let inner = legacy.body.strip_prefix("cb(").and_then(|b| b.strip_suffix(')')).expect("legacy JSONP uses callback");
+    let inner =
+        legacy.body().strip_prefix("cb(").and_then(|b| b.strip_suffix(')')).expect("legacy JSONP uses callback");
     let v: Value = serde_json::from_str(inner).expect("legacy body is JSON");
     assert_eq!((v["msg"].as_str(), ret(&v), &v["data"]["pmsgs"]), (Some("ok"), 0, &json!([])), "{v}");
     let first: Value = serde_json::from_str(v["data"]["msgs"][0].as_str().expect("msgs are strings")).expect("JSON");
@@ -165,10 +168,10 @@ async fn cluster_serves_the_client_protocols() {
     for addr in [cluster.comet("node1").stat(), format!("127.0.0.1:{}", cluster.message_stat)] {
         assert!(healthy(&addr).await, "{addr}/health");
         let m = get(&addr, "/metrics").await.expect("/metrics");
-        assert_eq!(m.status, 200, "{addr}/metrics");
+        assert_eq!(m.status(), 200, "{addr}/metrics");
     }
     let m = get(&cluster.admin(), "/metrics").await.expect("web /metrics");
-    assert!(m.status == 200 && m.body.contains("gopush_web_requests_total"), "{}", m.body);
+    assert!(m.status() == 200 && m.body().contains("gopush_web_requests_total"), "{}", m.body());
     assert!(healthy(&cluster.admin()).await, "web /health");
 }
 
@@ -222,21 +225,20 @@ async fn a_killed_comet_is_pruned_and_its_clients_move() {
     for round in 0..3u64 {
         for k in &victims {
             let body = json!({"key": k, "n": round}).to_string();
-            let deadline = Instant::now() + NOTICE;
-            loop {
-                match push(&admin, k, 600, &body).await {
-                    Some(0) => break,
-                    _ if Instant::now() < deadline => refused += 1,
-                    other => panic!("push to {k} still failing ({other:?}) {NOTICE:?} after the kill"),
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            let mut tries = 0;
+            eventually(&format!("a push to {k} to be acknowledged after the kill"), NOTICE, || {
+                tries += 1;
+                let (admin, body) = (&admin, &body);
+                async move { push(admin, k, 600, body).await == Some(0) }
+            })
+            .await;
+            refused += tries - 1;
             acked.entry(k.clone()).or_default().push(round);
         }
     }
     for k in &victims {
         eventually(&format!("/1/server/get to send {k} to node2"), NOTICE, || async {
-            (server_get(&public, k, 2).await.as_deref() == Some(node2.as_str())).then_some(())
+            server_get(&public, k, 2).await.as_deref() == Some(node2.as_str())
         })
         .await;
     }
@@ -330,7 +332,7 @@ async fn a_new_comet_takes_only_the_keys_that_move_to_it() {
     let k = &moving[0];
     let back = cluster.comet(&owner(&before, k)).tcp();
     eventually(&format!("{k} routed back to {back}"), NOTICE, || async {
-        (server_get(&public, k, 2).await.as_deref() == Some(back.as_str())).then_some(())
+        server_get(&public, k, 2).await.as_deref() == Some(back.as_str())
     })
     .await;
     let mut s = TcpSub::subscribe(&public, k, Some("1.0")).await;
@@ -375,12 +377,18 @@ async fn redis_and_zookeeper_restarts_lose_no_acknowledged_message() {
                 }
                 let key = &keys[n as usize % keys.len()];
                 let body = json!({"n": n}).to_string();
-                let deadline = Instant::now() + Duration::from_secs(90);
-                while push(&admin, key, 600, &body).await != Some(0) {
-                    refused.fetch_add(1, Ordering::Relaxed);
-                    assert!(Instant::now() < deadline, "message {n} refused for 90 s: the cluster did not recover");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                let what = format!("message {n} to be acknowledged (the cluster to recover)");
+                eventually(&what, Duration::from_secs(90), || {
+                    let (admin, body, refused) = (&admin, &body, &refused);
+                    async move {
+                        let acked = push(admin, key, 600, body).await == Some(0);
+                        if !acked {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        acked
+                    }
+                })
+                .await;
                 acked.lock().unwrap_or_else(|e| e.into_inner()).push((key.clone(), n));
                 tokio::time::sleep(Duration::from_millis(40)).await;
             }
@@ -393,7 +401,7 @@ async fn redis_and_zookeeper_restarts_lose_no_acknowledged_message() {
         async move {
             eventually(&format!("{by} more acknowledged pushes"), Duration::from_secs(90), || {
                 let acked = acked.clone();
-                async move { (count(&acked) >= target).then_some(()) }
+                async move { count(&acked) >= target }
             })
             .await
         }
@@ -423,7 +431,7 @@ async fn redis_and_zookeeper_restarts_lose_no_acknowledged_message() {
     eventually("web to open a new ZooKeeper session", Duration::from_secs(60), || {
         let log = cluster.web.log();
         let renewed = log.lines().any(|l| l.contains("zookeeper session established") && l.contains("generation=2"));
-        async move { renewed.then_some(()) }
+        async move { renewed }
     })
     .await;
 
@@ -432,11 +440,11 @@ async fn redis_and_zookeeper_restarts_lose_no_acknowledged_message() {
         let key = keys_owned_by(&cluster.nodes(), c, "rz", 1).remove(0);
         let mut s = TcpSub::subscribe(&public, &key, Some("1.0")).await;
         assert_eq!(s.server, cluster.comet(c).tcp());
-        let deadline = Instant::now() + NOTICE;
-        while push(&admin, &key, 60, r#"{"after":1}"#).await != Some(0) {
-            assert!(Instant::now() < deadline, "pushes to {c} keep failing after the restarts");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(&format!("pushes to {c} to succeed after the restarts"), NOTICE, || {
+            let (admin, key) = (&admin, &key);
+            async move { push(admin, key, 60, r#"{"after":1}"#).await == Some(0) }
+        })
+        .await;
         assert_eq!(s.message(WAIT).await["msg"], json!({"after": 1}));
     }
     // Informational: how many times each process registered (more than once means a new session).

@@ -7,12 +7,13 @@
 #[allow(dead_code)] // only the process and HTTP helpers of the shared harness are used here
 mod harness;
 
+use harness::READY_TIMEOUT;
 use harness::config::{CometPorts, WebPorts, Zk};
 use harness::proc::{Gopush, TempDir};
-use harness::{READY_TIMEOUT, eventually};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use testkit::eventually_some;
 
 /// The dashboard as shipped.
 const DASHBOARD: &str = include_str!("../../deploy/grafana/gopush.json");
@@ -73,9 +74,11 @@ impl Exposition {
 
 /// `GET /metrics` on `addr`, retried until the process serves it (that request is not counted).
 async fn metrics(proc: &mut Gopush, addr: &str) -> Exposition {
-    let text = eventually(&format!("/metrics on {addr}"), READY_TIMEOUT, || {
+    let text = eventually_some(&format!("/metrics on {addr}"), READY_TIMEOUT, || {
         proc.assert_alive();
-        async move { harness::http::get(addr, "/metrics").await.ok().filter(|r| r.status == 200).map(|r| r.body) }
+        async move {
+            harness::http::get(addr, "/metrics").await.ok().filter(|r| r.status() == 200).map(|r| r.body().to_string())
+        }
     })
     .await;
     Exposition::parse(&text)
@@ -320,7 +323,7 @@ async fn refusals_are_counted_by_reason() {
         let admin = admin.clone();
         async move {
             let r = harness::http::post(&admin, &format!("/1/token/add?k={k}&t=tok"), "text/plain", "").await;
-            assert!(r.as_ref().is_ok_and(|r| r.body.contains("\"ret\":0")), "token add for {k}: {r:?}");
+            assert!(r.as_ref().is_ok_and(|r| r.body().contains("\"ret\":0")), "token add for {k}: {r:?}");
         }
     };
 
@@ -363,7 +366,7 @@ async fn refusals_are_counted_by_reason() {
     for _ in 0..40 {
         let ret = harness::http::push(&admin, &k, 0, &big).await;
         assert_eq!(ret, Some(0), "a push to a connected key is accepted");
-        let e = Exposition::parse(&harness::http::get(&stat, "/metrics").await.expect("/metrics").body);
+        let e = Exposition::parse(harness::http::get(&stat, "/metrics").await.expect("/metrics").body());
         if sample(&e, "gopush_comet_refused_total{reason=\"full_outbox\"}") > 0.0 {
             break;
         }

@@ -7,15 +7,16 @@
 mod harness;
 
 use futures::{SinkExt, StreamExt};
+use harness::READY_TIMEOUT;
 use harness::config::{CometPorts, WebPorts};
 use harness::proc::{Gopush, TempDir};
-use harness::{READY_TIMEOUT, eventually};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::eventually_some;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -148,7 +149,7 @@ async fn clients_reach_gopush_over_tls_through_the_nginx_example() {
     // Routing over https through nginx: p=1 (WebSocket) answers the proxy's wss address.
     let key = testkit::unique_name("tls");
     let route = format!("/1/server/get?k={key}&p=1");
-    let (status, reply) = eventually("gopush to answer through nginx over https", READY_TIMEOUT, || {
+    let (status, reply) = eventually_some("gopush to answer through nginx over https", READY_TIMEOUT, || {
         server.assert_alive();
         let (tls, route) = (tls.clone(), route.clone());
         async move { https_get(&tls, https, &route).await.ok().filter(|(s, _)| s.contains(" 200 ")) }

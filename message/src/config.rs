@@ -5,13 +5,12 @@
 
 use crate::error::MessageError;
 use cluster::config::de_duration;
+use cluster::net::{check_advertise, split_host_port};
 use cluster::zk::ZkConfig;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use ring::HashKind;
 use serde::Deserialize;
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 /// The whole `message.toml`.
@@ -132,16 +131,6 @@ impl MessageConfig {
         Ok(config)
     }
 
-    /// Reads, parses and validates a TOML file.
-    pub fn load(path: &Path) -> Result<MessageConfig, MessageError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| MessageError::Config(format!("cannot read {}: {e}", path.display())))?;
-        Self::from_toml(&text).map_err(|e| match e {
-            MessageError::Config(m) => MessageError::Config(format!("{}: {m}", path.display())),
-            other => other,
-        })
-    }
-
     /// Checks what serde cannot: non-empty lists, advertise addresses, Redis sources.
     pub fn validate(&self) -> Result<(), MessageError> {
         let err = |m: String| Err(MessageError::Config(m));
@@ -149,29 +138,7 @@ impl MessageConfig {
         if b.rpc_bind.is_empty() {
             return err("base.rpc_bind: at least one address is required".into());
         }
-        for (i, a) in b.rpc_bind.iter().enumerate() {
-            if let Err(e) = split_host_port(a) {
-                return err(format!("base.rpc_bind[{i}]: {e}"));
-            }
-        }
-        if b.advertise.is_empty() {
-            if let Some(a) = b.rpc_bind.iter().find(|a| is_wildcard(a)) {
-                return err(format!(
-                    "base.advertise: rpc_bind {a:?} listens on every interface, so say which address other \
-                     processes should dial (e.g. advertise = [\"10.0.0.5:8070\"])"
-                ));
-            }
-        }
-        for (i, a) in b.advertise.iter().enumerate() {
-            match split_host_port(a) {
-                Err(e) => return err(format!("base.advertise[{i}]: {e}")),
-                Ok(_) if is_wildcard(a) => {
-                    return err(format!("base.advertise[{i}]: {a:?} is a wildcard address nobody can dial"));
-                }
-                Ok((_, 0)) => return err(format!("base.advertise[{i}]: {a:?} has port 0")),
-                Ok(_) => {}
-            }
-        }
+        check_advertise("base.rpc_bind", &b.rpc_bind, "base.advertise", &b.advertise).map_err(MessageError::Config)?;
         if let Err(e) = split_host_port(&b.stat_bind) {
             return err(format!("base.stat_bind: {e}"));
         }
@@ -193,7 +160,7 @@ impl MessageConfig {
 
 impl RedisConfig {
     /// Checks limits and every source; errors name the offending key.
-    pub fn validate(&self) -> Result<(), MessageError> {
+    fn validate(&self) -> Result<(), MessageError> {
         let err = |m: String| Err(MessageError::Config(m));
         if self.store == 0 {
             return err("redis.store: must be at least 1".into());
@@ -225,14 +192,14 @@ impl RedisConfig {
 
 impl RedisSource {
     /// The redis client's connection info for this source, password applied.
-    pub fn connection_info(&self) -> Result<ConnectionInfo, String> {
+    pub(crate) fn connection_info(&self) -> Result<ConnectionInfo, String> {
         parse_source_addr(&self.addr, &self.password)
     }
 }
 
 /// Parses a source address in any accepted form (see [`RedisSource::addr`]); a non-empty
 /// `password` replaces any `#password` in the address.
-pub fn parse_source_addr(addr: &str, password: &str) -> Result<ConnectionInfo, String> {
+fn parse_source_addr(addr: &str, password: &str) -> Result<ConnectionInfo, String> {
     let addr = addr.trim();
     if addr.is_empty() {
         return Err("empty".into());
@@ -253,6 +220,10 @@ pub fn parse_source_addr(addr: &str, password: &str) -> Result<ConnectionInfo, S
         } else {
             let hp = target.strip_prefix("tcp@").unwrap_or(target);
             let (host, port) = split_host_port(hp)?;
+            // `::1:6379` could split anywhere; only a bracketed IPv6 host is unambiguous.
+            if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+                return Err(format!("{addr:?}: write IPv6 hosts in brackets, e.g. [::1]:6379"));
+            }
             if port == 0 {
                 return Err(format!("{addr:?} has port 0"));
             }
@@ -271,24 +242,6 @@ pub fn parse_source_addr(addr: &str, password: &str) -> Result<ConnectionInfo, S
         }
         None => info,
     })
-}
-
-/// Splits `host:port` (IPv6 as `[::1]:port`); the host may be empty (`:8070`, every interface).
-pub fn split_host_port(addr: &str) -> Result<(&str, u16), String> {
-    let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("{addr:?} is not host:port"))?;
-    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return Err(format!("{addr:?}: write IPv6 hosts in brackets, e.g. [::1]:8070"));
-    }
-    let port = port.parse::<u16>().map_err(|_| format!("{addr:?} has no valid port"))?;
-    Ok((host, port))
-}
-
-/// True for addresses that listen on every interface: `0.0.0.0`, `[::]` or an empty host.
-pub fn is_wildcard(addr: &str) -> bool {
-    match split_host_port(addr) {
-        Ok((host, _)) => host.is_empty() || addr.parse::<SocketAddr>().is_ok_and(|s| s.ip().is_unspecified()),
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]

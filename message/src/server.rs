@@ -2,9 +2,10 @@
 //! store, registers in ZooKeeper as `/<message_path>/<seq>` with its advertised addresses, and on
 //! shutdown deregisters first (so clients stop choosing it) and only then closes its ports.
 
-use crate::config::{MessageConfig, split_host_port};
+use crate::config::MessageConfig;
 use crate::error::MessageError;
 use crate::store;
+use cluster::net::{self, BindError, SocketOptions};
 use cluster::node::NodeInfo;
 use cluster::registry::Registration;
 use cluster::rpc::SharedMessages;
@@ -14,7 +15,6 @@ use cluster::zk::Session;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -23,44 +23,38 @@ use tracing::info;
 /// How long `/health` waits for the store to answer before reporting it down.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A running message node.
-pub struct MessageServer {
+/// A running message node: its bound ports, what it advertises, and the task that deregisters and
+/// stops it once `shutdown` is cancelled.
+pub struct MessageNode {
     rpc_addrs: Vec<SocketAddr>,
     stat_addr: SocketAddr,
     info: NodeInfo,
-    store: SharedMessages,
     registered: watch::Receiver<Option<String>>,
     lifecycle: JoinHandle<()>,
 }
 
-impl MessageServer {
+impl MessageNode {
     /// Starts a node with the store the config names; returns once every port is bound.
     /// Registration proceeds in the background (ZooKeeper may be down); cancel `shutdown` to stop.
-    pub async fn start(config: MessageConfig, shutdown: CancellationToken) -> Result<MessageServer, MessageError> {
+    /// This is the one place the config is validated: the binary and the tests both come here.
+    pub async fn start(config: MessageConfig, shutdown: CancellationToken) -> Result<MessageNode, MessageError> {
         config.validate()?;
         // Install the recorder before the first store call is counted.
         metrics_handle();
-        let store = store::from_config(&config)?;
-        MessageServer::start_with_store(config, store, shutdown).await
-    }
-
-    /// Starts a node over an existing store (for embedding and tests).
-    pub async fn start_with_store(
-        config: MessageConfig,
-        store: SharedMessages,
-        shutdown: CancellationToken,
-    ) -> Result<MessageServer, MessageError> {
-        config.validate()?;
-        metrics_handle();
+        let store = store::open(&config)?;
         crate::metered::describe_and_zero();
+        let options = SocketOptions::default();
         let mut listeners = Vec::with_capacity(config.base.rpc_bind.len());
         for addr in &config.base.rpc_bind {
-            listeners.push(bind(addr).await?);
+            listeners.push(net::bind("base.rpc_bind", addr, options).await?);
         }
         let rpc_addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
-        let stat = bind(&config.base.stat_bind).await?;
-        let stat_addr =
-            stat.local_addr().map_err(|source| MessageError::Bind { addr: config.base.stat_bind.clone(), source })?;
+        let stat = net::bind("base.stat_bind", &config.base.stat_bind, options).await?;
+        let stat_addr = stat.local_addr().map_err(|cause| BindError {
+            key: "base.stat_bind".into(),
+            addr: config.base.stat_bind.clone(),
+            cause,
+        })?;
         let advertise = if config.base.advertise.is_empty() {
             rpc_addrs.iter().map(SocketAddr::to_string).collect()
         } else {
@@ -74,7 +68,7 @@ impl MessageServer {
             .into_iter()
             .map(|l| tokio::spawn(serve_message(l, store.clone(), config.rpc.clone(), serving.clone())))
             .collect();
-        tasks.push(tokio::spawn(serve_stat(stat, health_of(store.clone()), serving.clone())));
+        tasks.push(tokio::spawn(serve_stat(stat, health_of(store), serving.clone())));
 
         let session = Session::start(config.zookeeper.clone());
         let registration = Registration::message(&session, &info);
@@ -92,7 +86,7 @@ impl MessageServer {
             }
             info!("message node stopped");
         });
-        Ok(MessageServer { rpc_addrs, stat_addr, info, store, registered, lifecycle })
+        Ok(MessageNode { rpc_addrs, stat_addr, info, registered, lifecycle })
     }
 
     /// The bound RPC addresses (with the real ports when the config asked for port 0).
@@ -110,16 +104,6 @@ impl MessageServer {
         &self.info
     }
 
-    /// The store the node serves.
-    pub fn store(&self) -> SharedMessages {
-        self.store.clone()
-    }
-
-    /// The node's znode path right now, if registered.
-    pub fn registered_path(&self) -> Option<String> {
-        self.registered.borrow().clone()
-    }
-
     /// Waits until the node is registered and returns its znode path.
     pub async fn registered(&self) -> Option<String> {
         let mut rx = self.registered.clone();
@@ -134,17 +118,8 @@ impl MessageServer {
 
 /// Runs a message node until `shutdown` is cancelled and it has deregistered and stopped.
 pub async fn run(config: MessageConfig, shutdown: CancellationToken) -> Result<(), MessageError> {
-    MessageServer::start(config, shutdown).await?.wait().await;
+    MessageNode::start(config, shutdown).await?.wait().await;
     Ok(())
-}
-
-/// Binds `addr`; an empty host (`:8070`) means every interface, as in upstream's configs.
-async fn bind(addr: &str) -> Result<TcpListener, MessageError> {
-    let target = match split_host_port(addr) {
-        Ok(("", port)) => format!("0.0.0.0:{port}"),
-        _ => addr.to_string(),
-    };
-    TcpListener::bind(&target).await.map_err(|source| MessageError::Bind { addr: addr.to_string(), source })
 }
 
 /// `/health`: the store's ping, every shard up.

@@ -1,7 +1,7 @@
-//! The offline message stores behind `MessageApi` (DESIGN decision 7): [`RedisStore`] over ring-
-//! sharded Redis servers in upstream's layout, and [`MemoryStore`] for standalone mode and tests,
-//! with the same semantics. This file holds what both share: input checks and the constructor that
-//! picks one from the config (always wrapped in metrics).
+//! The offline message stores behind `MessageApi` (docs/decisions.md#d7-offline-store):
+//! [`RedisStore`] over ring-sharded Redis servers in upstream's layout, and [`MemoryStore`] for
+//! standalone mode and tests, with the same semantics. This file holds what both share: input
+//! checks and the constructor that picks one from the config (always wrapped in metrics).
 
 use crate::config::{MessageConfig, StorageKind};
 use crate::error::MessageError;
@@ -21,10 +21,9 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_LEN: usize = 1024;
 
-/// The store the config asks for, counted in metrics. Must run inside a Tokio runtime (Redis
-/// clients connect lazily in the background; nothing here waits for Redis).
-pub fn from_config(config: &MessageConfig) -> Result<SharedMessages, MessageError> {
-    config.validate()?;
+/// The store a validated config asks for, counted in metrics. Must run inside a Tokio runtime
+/// (Redis clients connect lazily in the background; nothing here waits for Redis).
+pub(crate) fn open(config: &MessageConfig) -> Result<SharedMessages, MessageError> {
     Ok(match config.storage.kind {
         StorageKind::Memory => Arc::new(metered(MemoryStore::new(config.redis.store))),
         StorageKind::Redis => Arc::new(metered(RedisStore::new(&config.redis)?)),

@@ -1,6 +1,7 @@
-//! Client tokens (DESIGN decisions 7 and 10): each token of a key carries its absolute expiry and
-//! its lifetime, because a successful check slides the expiry forward by that lifetime. The record
-//! is stored as a small JSON object, `{"expire":<unix s>,"life":<s>}`, in both stores.
+//! Client tokens (docs/decisions.md#d7-offline-store, docs/decisions.md#d10-tokens-over-http): each
+//! token of a key carries its absolute expiry and its lifetime, because a successful check slides
+//! the expiry forward by that lifetime. The record is stored as a small JSON object,
+//! `{"expire":<unix s>,"life":<s>}`, in both stores.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,15 +1,19 @@
 //! Faults against real, private Redis servers: a stopped server fails calls fast with a typed error
 //! and the store recovers by itself when it returns; a down shard fails exactly its own keys; a
-//! server that accepts but never answers is cut off at the deadline instead of hanging the call.
+//! server that accepts but never answers is cut off at the deadline instead of hanging the call;
+//! an outage is logged once when it starts and once when it ends, never per call.
 
 mod common;
 
 use cluster::rpc::{MessageApi, StoreError};
 use message::clock::Clock;
 use message::store::RedisStore;
+use std::io::Write;
 use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use testkit::RedisServer;
+use tracing::instrument::WithSubscriber;
 
 /// Generous bound for "fails fast": the 2 s deadline plus scheduling slack on a busy machine.
 const FAIL_FAST: Duration = Duration::from_secs(5);
@@ -93,4 +97,61 @@ async fn a_silent_server_is_cut_off_at_the_deadline() {
         assert!(start.elapsed() < FAIL_FAST, "took {:?}", start.elapsed());
     }
     drop(holder);
+}
+
+/// Log lines written by a test's own subscriber, to count what an operator would see.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_logged_once_when_it_starts_and_once_when_it_ends() {
+    let Some(mut server) = RedisServer::start() else { return };
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    async {
+        let config = common::redis_config(&[("node1", 1, &server.addr())], 20);
+        let store = RedisStore::with_clock(&config, Clock::system()).unwrap();
+        for mid in 1..=3 {
+            store.save_private("k".into(), "1".into(), mid, 60).await.unwrap();
+            assert!(store.ping().await.unwrap().healthy());
+        }
+        block(|| server.stop());
+        for mid in 4..=8 {
+            assert_eq!(store.save_private("k".into(), "1".into(), mid, 60).await, Err(StoreError::Backend));
+            assert_eq!(store.save_privates(vec!["k".into()], "1".into(), mid, 60).await, Ok(vec!["k".to_string()]));
+            assert!(!store.ping().await.unwrap().healthy());
+        }
+        block(|| server.start_again());
+        for mid in 9..=13 {
+            store.save_private("k".into(), "1".into(), mid, 60).await.unwrap();
+            assert!(store.ping().await.unwrap().healthy());
+        }
+    }
+    .with_subscriber(subscriber)
+    .await;
+    let text = logs.text();
+    assert_eq!(text.matches("redis shard unreachable").count(), 1, "one line when it went away:\n{text}");
+    assert_eq!(text.matches("redis shard reachable again").count(), 1, "one line when it came back:\n{text}");
+    assert!(text.contains("WARN") && text.contains("shard=node1"), "{text}");
 }

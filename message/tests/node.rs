@@ -11,24 +11,18 @@ use cluster::rpc::{MessageApi, SharedMessages, StoreError, StoredMessage};
 use cluster::zk::Session;
 use message::config::{MessageConfig, StorageKind};
 use message::metered::metered;
-use message::server::MessageServer;
+use message::server::MessageNode;
 use message::store::RedisStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// GET `path` on `addr`; returns (status, body).
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await.unwrap().unwrap();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    let r = testkit::http::get(&addr.to_string(), path).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    (r.status(), r.body().to_string())
 }
 
 fn node_config() -> MessageConfig {
@@ -94,7 +88,7 @@ async fn the_node_registers_in_zookeeper_and_leaves_on_shutdown() {
     let mut members = watch_messages(&watcher);
 
     let shutdown = CancellationToken::new();
-    let server = MessageServer::start(config, shutdown.clone()).await.unwrap();
+    let server = MessageNode::start(config, shutdown.clone()).await.unwrap();
     let rpc = server.rpc_addrs()[0].to_string();
     assert_eq!(server.node_info().rpc, vec![rpc.clone()], "advertises the bound address");
     let path = tokio::time::timeout(Duration::from_secs(30), server.registered()).await.unwrap().unwrap();
@@ -112,11 +106,10 @@ async fn the_node_registers_in_zookeeper_and_leaves_on_shutdown() {
     // What a web or comet node does with it: call it through the pool.
     let pool = MessagePool::new(RpcConfig::default());
     pool.follow(members.clone());
-    let ok = common::eventually(Duration::from_secs(10), || async {
+    testkit::eventually("the pool to reach the registered node", Duration::from_secs(10), || async {
         pool.save_private("zk-key".into(), "1".into(), 5, 60).await.is_ok()
     })
     .await;
-    assert!(ok, "the pool could not reach the registered node");
     assert_eq!(pool.get_private("zk-key".into(), 0).await.unwrap().len(), 1);
 
     shutdown.cancel();
@@ -139,7 +132,7 @@ async fn health_follows_the_shards_and_metrics_count_calls() {
     config.zookeeper.addr = "127.0.0.1:1".into();
 
     let shutdown = CancellationToken::new();
-    let server = MessageServer::start(config, shutdown.clone()).await.unwrap();
+    let server = MessageNode::start(config, shutdown.clone()).await.unwrap();
     let stat = server.stat_addr();
     let (status, body) = http_get(stat, "/health").await;
     assert_eq!(status, 200, "{body}");
@@ -176,4 +169,19 @@ async fn health_follows_the_shards_and_metrics_count_calls() {
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(15), server.wait()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_port_in_use_names_its_config_key() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut config = node_config();
+    config.storage.kind = StorageKind::Memory;
+    config.base.stat_bind = addr.clone();
+    config.zookeeper.addr = "127.0.0.1:1".into();
+    let err = match MessageNode::start(config, CancellationToken::new()).await {
+        Ok(_) => panic!("started on a port that is in use"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("base.stat_bind") && err.contains(&addr), "{err}");
 }

@@ -1,6 +1,7 @@
-//! The Redis layout against real servers: upstream's member format and sharding (reference §7.1,
-//! §6.2), exact mids above 2^53 where a naive exclusive score query fails, upstream-written members
-//! read back by score, expired and foreign members removed, key TTLs, and the token hashes.
+//! The Redis layout against real servers: upstream's member format and sharding
+//! (docs/storage.md#redis-layout, docs/architecture.md#ring-golden-vectors), exact mids above 2^53
+//! where a naive exclusive score query fails, upstream-written members read back by score, expired
+//! and foreign members removed, key TTLs, and the token hashes.
 
 mod common;
 
@@ -12,7 +13,8 @@ use redis::AsyncCommands;
 #[tokio::test]
 async fn members_are_upstreams_json_plus_the_exact_mid() {
     let Some((store, config, clock, addrs)) = common::shared_store(20) else { return };
-    let key = "Terry-Mao"; // node1 in the §6.2 golden ring; here node1 → the first server
+    // node1 in the golden ring (docs/architecture.md#ring-golden-vectors); here node1 → the first server
+    let key = "Terry-Mao";
     let shard = if store.shard_name(key) == "node1" { &addrs[0] } else { &addrs[1] };
     let now = clock.now();
     store
@@ -154,7 +156,8 @@ async fn tokens_live_in_a_hash_beside_the_messages() {
 #[tokio::test]
 async fn keys_land_on_upstreams_shard_for_real() {
     let Some(addrs) = testkit::redis_addrs() else { return };
-    // §6.2's ring; node1 and node3 share the first server, node2 has the second.
+    // The golden ring (docs/architecture.md#ring-golden-vectors); node1 and node3 share the first
+    // server, node2 has the second.
     let config = common::redis_config(&[("node1", 1, &addrs[0]), ("node2", 2, &addrs[1]), ("node3", 1, &addrs[0])], 20);
     let store = RedisStore::with_clock(&config, Clock::system()).unwrap();
     let golden = [("Terry-Mao", "node1"), ("t1", "node2"), ("t2", "node3"), ("t3", "node2"), ("user_1", "node3")];

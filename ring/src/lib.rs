@@ -209,8 +209,9 @@ fn md5_label(out: &mut Vec<u8>, name: &str, i: u32) {
     let _ = write!(out, "{name}-{i}");
 }
 
-/// The reference's golden vectors (§6.2), shared by every crate whose tests prove it places keys as
-/// upstream does: the same comet node for a key, the same Redis shard.
+/// Upstream's golden vectors (docs/architecture.md#ring-golden-vectors), shared by every crate
+/// whose tests prove it places keys as upstream does: the same comet node for a key, the same Redis
+/// shard.
 pub mod golden {
     /// The golden ring: `node1` weight 1, `node2` weight 2, `node3` weight 1.
     pub const MEMBERS: [(&str, u32); 3] = [("node1", 1), ("node2", 2), ("node3", 1)];

@@ -1,4 +1,4 @@
-//! Golden vectors from the reference (§6.2) and properties every ring must keep.
+//! Golden vectors from upstream (docs/architecture.md#ring-golden-vectors) and properties every ring must keep.
 
 use super::*;
 use proptest::prelude::*;

@@ -3,12 +3,16 @@
 //! Shared servers come from `GOPUSH_TEST_ZK`, `GOPUSH_TEST_ZK_ENSEMBLE` and `GOPUSH_TEST_REDIS`
 //! (set by `.ci/run`) or are started privately once per test binary. Under `CI` anything missing
 //! panics; locally a test whose software is not installed is skipped with a `SKIPPED` line on
-//! stderr. Every process started here dies with the test binary, even when it is killed.
+//! stderr. Every process started here dies with the test binary, even when it is killed. Also the
+//! one bounded poller ([`wait_until`], [`eventually`]), the one HTTP test client ([`http`]) and the
+//! one process watchdog ([`Watched`]) every crate's tests use.
 #![warn(missing_docs)]
 
+pub mod http;
 mod nginx;
 mod proc;
 mod redis;
+mod wait;
 mod zk;
 
 use std::any::Any;
@@ -19,8 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use nginx::Nginx;
-pub use proc::free_port;
+pub use proc::{Watched, free_port};
 pub use redis::RedisServer;
+pub(crate) use wait::poll as poll_until;
+pub use wait::{eventually, eventually_some, wait_until};
 pub use zk::{ZkEnsemble, ZkServer};
 
 /// How long a server we start may take to serve; a busy 2-core CI machine mid-build needs seconds.
@@ -140,20 +146,6 @@ pub fn program(name: &str, package: &str) -> Option<PathBuf> {
 /// Reads an environment variable, treating empty as unset.
 fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
-}
-
-/// Polls `ok` every 100 ms until it holds or `timeout` passes.
-pub(crate) fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if ok() {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The shared standalone ZooKeeper: `$GOPUSH_TEST_ZK` if set, else a private server started once.
@@ -285,11 +277,5 @@ mod tests {
         });
         assert!(r.is_err());
         assert_eq!(calls, 1);
-    }
-
-    #[test]
-    fn poll_until_times_out() {
-        assert!(!poll_until(Duration::from_millis(150), || false));
-        assert!(poll_until(Duration::from_millis(150), || true));
     }
 }

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::proc::{Guarded, find_program, free_port, log_tail, retry_port_clash, scratch_dir, write_file};
+use crate::proc::{Watched, find_program, free_port, log_tail, retry_port_clash, scratch_dir, write_file};
 use crate::{READY_TIMEOUT, Unavailable, poll_until, settle};
 
 /// A private nginx a test owns; dropping it kills nginx and removes its directory.
 pub struct Nginx {
     dir: PathBuf,
     ports: Vec<u16>,
-    proc: Option<Guarded>,
+    proc: Option<Watched>,
 }
 
 /// The main configuration around the caller's `http {}` contents: foreground, one process, and
@@ -67,7 +67,7 @@ impl Nginx {
         let mut cmd = Command::new(bin);
         // `-e stderr`: errors before the config is read would otherwise go to /var/log/nginx.
         cmd.current_dir(&self.dir).arg("-p").arg(&self.dir).arg("-c").arg(conf).args(["-e", "stderr"]);
-        let mut guarded = Guarded::spawn(cmd, &self.log(), &self.dir)
+        let mut guarded = Watched::spawn(cmd, &self.log(), Some(&self.dir))
             .map_err(|e| Unavailable::Broken(format!("nginx in {}: {e}", self.dir.display())))?;
         let addrs: Vec<SocketAddr> = self.ports.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))).collect();
         let mut exited = None;
@@ -99,7 +99,7 @@ impl Nginx {
 
     /// Whether nginx is still running.
     pub fn is_running(&self) -> bool {
-        self.proc.as_ref().is_some_and(Guarded::alive)
+        self.proc.as_ref().is_some_and(Watched::alive)
     }
 
     /// The access log so far, to check that requests really went through the proxy.

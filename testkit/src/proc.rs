@@ -1,17 +1,20 @@
 //! Process plumbing shared by the server types: free loopback ports, throwaway directories, log
-//! tails, and spawning a server next to a watchdog. The watchdog kills the server (and removes its
-//! directory) when the test binary is gone, because Drop does not run when a test binary is killed
-//! and never runs for the process-wide shared servers kept in statics.
+//! tails, and spawning a process next to a watchdog ([`Watched`], also used for the `gopush`
+//! processes of whole-cluster tests). The watchdog kills the process (and removes its directory)
+//! when the test binary is gone, because Drop does not run when a test binary is killed and never
+//! runs for the process-wide shared servers kept in statics.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
-/// Watchdog run by `bash -c` with args: test process PID, server PID, directory to remove.
+/// Watchdog run by `bash -c` with args: test process PID, server PID, directory to remove (empty:
+/// none).
 ///
 /// Its stdin is a pipe whose write end only the test process holds (Rust opens pipes close-on-exec,
 /// so no other child inherits it): `read` returns EOF (status 1) the moment the test process dies,
@@ -29,7 +32,7 @@ for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
   kill -0 "$c" 2>/dev/null || break
   sleep 0.1
 done
-rm -rf -- "$d"
+[ -z "$d" ] || rm -rf -- "$d"
 "#;
 
 /// Ports handed out by this process, never handed out twice (so a stopped server keeps its port).
@@ -106,17 +109,17 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// A running server and its watchdog; dropping it SIGKILLs both and reaps them.
-pub(crate) struct Guarded {
+/// A running process and its watchdog; dropping it SIGKILLs both and reaps them.
+pub struct Watched {
     server: Child,
     /// Holds the write end of the watchdog's stdin pipe: closing it (process death) fires the watchdog.
     watchdog: Child,
 }
 
-impl Guarded {
+impl Watched {
     /// Spawns `cmd` with stdout and stderr appended to `log`, plus a watchdog that kills it and
-    /// removes `cleanup_dir` once this test process is gone.
-    pub(crate) fn spawn(mut cmd: Command, log: &Path, cleanup_dir: &Path) -> Result<Guarded, String> {
+    /// removes `cleanup_dir` (if any) once this test process is gone.
+    pub fn spawn(mut cmd: Command, log: &Path, cleanup_dir: Option<&Path>) -> Result<Watched, String> {
         let out = OpenOptions::new()
             .create(true)
             .append(true)
@@ -133,14 +136,14 @@ impl Guarded {
             .arg("testkit-watchdog")
             .arg(std::process::id().to_string())
             .arg(server.id().to_string())
-            .arg(cleanup_dir)
+            .arg(cleanup_dir.unwrap_or(Path::new("")))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn();
         match watchdog {
-            Ok(watchdog) => Ok(Guarded { server, watchdog }),
+            Ok(watchdog) => Ok(Watched { server, watchdog }),
             Err(e) => {
                 let _ = server.kill();
                 let _ = server.wait();
@@ -149,20 +152,39 @@ impl Guarded {
         }
     }
 
-    /// Whether the server process exists and is not a zombie (works through `&self`, unlike `try_wait`).
-    pub(crate) fn alive(&self) -> bool {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.server.id()
+    }
+
+    /// Whether the process exists and is not a zombie (works through `&self`, unlike `try_wait`).
+    pub fn alive(&self) -> bool {
         std::fs::read_to_string(format!("/proc/{}/stat", self.server.id()))
             // The state letter follows the ")" that closes the command name.
             .is_ok_and(|st| st.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
     }
 
-    /// The server's exit status if it has already exited.
-    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    /// The exit status if the process has already exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
         self.server.try_wait().ok().flatten()
+    }
+
+    /// Sends SIGTERM (a graceful stop) and waits up to `wait` for the exit status; `None` if the
+    /// process is still running then.
+    pub fn terminate(&mut self, wait: Duration) -> Option<ExitStatus> {
+        let pid = self.server.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
+        let mut status = None;
+        crate::poll_until(wait, || {
+            status = self.exited();
+            status.is_some()
+        });
+        status
     }
 }
 
-impl Drop for Guarded {
+impl Drop for Watched {
     fn drop(&mut self) {
         // Watchdog first: SIGKILL gives it no chance to run its cleanup, which would delete the
         // directory a stopped server is about to be restarted from.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::proc::{Guarded, find_program, free_port, log_tail, retry_port_clash, scratch_dir};
+use crate::proc::{Watched, find_program, free_port, log_tail, retry_port_clash, scratch_dir};
 use crate::{READY_TIMEOUT, Unavailable, poll_until, settle};
 
 /// Whether a Redis server at `addr` answers `PING` with `+PONG`.
@@ -41,7 +41,7 @@ pub struct RedisServer {
     dir: PathBuf,
     port: u16,
     bin: PathBuf,
-    proc: Option<Guarded>,
+    proc: Option<Watched>,
 }
 
 impl RedisServer {
@@ -83,7 +83,7 @@ impl RedisServer {
             .arg(&self.dir)
             .arg("--logfile")
             .arg(self.log());
-        let mut guarded = Guarded::spawn(cmd, &self.log(), &self.dir)
+        let mut guarded = Watched::spawn(cmd, &self.log(), Some(&self.dir))
             .map_err(|e| Unavailable::Broken(format!("Redis on {}: {e}", self.addr())))?;
         let addr = self.addr();
         let mut exited = None;

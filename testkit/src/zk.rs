@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::proc::{Guarded, find_program, free_port, log_tail, retry_port_clash, scratch_dir, write_file};
+use crate::proc::{Watched, find_program, free_port, log_tail, retry_port_clash, scratch_dir, write_file};
 use crate::{READY_TIMEOUT, Unavailable, poll_until, settle};
 
 /// Debian's ZooKeeper classpath; the conf dir supplies log4j.properties.
@@ -73,7 +73,7 @@ struct Node {
     java: PathBuf,
     /// Directory the watchdog removes if the test binary dies (the whole server or ensemble dir).
     cleanup: PathBuf,
-    proc: Option<Guarded>,
+    proc: Option<Watched>,
 }
 
 impl Node {
@@ -99,7 +99,7 @@ impl Node {
             .arg("-Dzookeeper.root.logger=INFO,CONSOLE")
             .args(["-cp", CLASSPATH, "org.apache.zookeeper.server.quorum.QuorumPeerMain"])
             .arg(self.dir.join("zoo.cfg"));
-        let guarded = Guarded::spawn(cmd, &self.log(), &self.cleanup)
+        let guarded = Watched::spawn(cmd, &self.log(), Some(&self.cleanup))
             .map_err(|e| Unavailable::Broken(format!("ZooKeeper on {}: {e}", self.addr())))?;
         self.proc = Some(guarded);
         Ok(())
@@ -107,7 +107,7 @@ impl Node {
 
     /// Error text for a node that is not serving: exit status if it died, plus its log tail.
     fn failure(&mut self, what: &str) -> String {
-        let status = match self.proc.as_mut().and_then(Guarded::exited) {
+        let status = match self.proc.as_mut().and_then(Watched::exited) {
             Some(s) => format!("the JVM exited ({s})"),
             None => format!("not serving after {}s", READY_TIMEOUT.as_secs()),
         };
@@ -190,7 +190,7 @@ impl ZkServer {
 
     /// Whether the server process is alive (it may still be starting up).
     pub fn is_running(&self) -> bool {
-        self.node.proc.as_ref().is_some_and(Guarded::alive)
+        self.node.proc.as_ref().is_some_and(Watched::alive)
     }
 }
 

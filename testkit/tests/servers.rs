@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::{RedisServer, ZkEnsemble, ZkServer};
+use testkit::{RedisServer, ZkEnsemble, ZkServer, wait_until};
 
 /// The `Mode:` a ZooKeeper node reports to `srvr`, `None` if it does not serve.
 fn zk_mode(addr: &str) -> Option<String> {
@@ -28,18 +28,6 @@ fn redis_ping(addr: &str) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let mut buf = [0u8; 7];
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
-
-/// Polls `f` every 50 ms for up to `secs` seconds.
-fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 #[test]
@@ -78,18 +66,16 @@ fn ensemble_elects_a_new_leader_when_the_leader_is_killed() {
     let t = Instant::now();
     ens.kill(old);
     assert!(zk_mode(&nodes[old]).is_none(), "killed node still answers");
-    assert!(eventually(30, || ens.leader().is_some_and(|l| l != old)), "no new leader within 30 s");
+    wait_until("a new leader", Duration::from_secs(30), || ens.leader().is_some_and(|l| l != old));
     assert!(ens.wait_for_quorum(Duration::from_secs(10)));
     eprintln!("new leader after {:?}", t.elapsed());
 
     ens.start_again(old);
     assert!(ens.wait_for_quorum(Duration::from_secs(30)));
     // The old leader rejoins under the new one.
-    assert!(
-        eventually(30, || zk_mode(&nodes[old]).as_deref() == Some("follower")),
-        "restarted node did not rejoin as follower: {:?}",
-        zk_mode(&nodes[old])
-    );
+    wait_until("the restarted node to rejoin as a follower", Duration::from_secs(30), || {
+        zk_mode(&nodes[old]).as_deref() == Some("follower")
+    });
 }
 
 #[test]
@@ -180,7 +166,7 @@ fn servers_die_with_a_killed_test_binary() {
         .spawn()
         .expect("spawn the test binary again");
     let pid = child.id();
-    assert!(eventually(30, || report.exists()), "child never reported its server");
+    wait_until("the child to report its server", Duration::from_secs(30), || report.exists());
     let addr = std::fs::read_to_string(&report).expect("read report");
     let _ = std::fs::remove_file(&report);
     assert!(redis_ping(&addr), "child's server {addr} does not serve");
@@ -189,6 +175,8 @@ fn servers_die_with_a_killed_test_binary() {
     // SIGKILL: no Drop, no unwinding; only the watchdog can clean up.
     child.kill().expect("kill child");
     child.wait().expect("reap child");
-    assert!(eventually(5, || !redis_ping(&addr)), "server {addr} outlived its killed test binary");
-    assert!(eventually(5, || scratch_dirs_of(pid).is_empty()), "scratch dirs left behind: {:?}", scratch_dirs_of(pid));
+    wait_until(&format!("server {addr} to die with its killed test binary"), Duration::from_secs(5), || {
+        !redis_ping(&addr)
+    });
+    wait_until("the scratch dirs to be removed", Duration::from_secs(5), || scratch_dirs_of(pid).is_empty());
 }

@@ -1,8 +1,8 @@
 //! The web node against real ZooKeeper: routing follows comet registrations by the golden ring
 //! (docs/architecture.md#ring-golden-vectors), and a comet instance whose RPC stops answering while
 //! its ZooKeeper registration lingers is pruned, so its keys move to the remaining comets. The
-//! comets here are small in-test `CometApi` doubles served over the real RPC transport (`serve_comet`); whole-cluster tests with real comet
-//! processes live elsewhere.
+//! comets here are small in-test `CometApi` doubles served over the real RPC transport
+//! (`serve_comet`); whole-cluster tests with real comet processes live elsewhere.
 
 mod common;
 
@@ -33,15 +33,11 @@ fn zk_config(zk: &str) -> ZkConfig {
 /// Polls `/health` until the web routes to `nodes` comet nodes.
 async fn wait_for_nodes(admin: &str, nodes: usize) {
     let want = format!("\"comet_nodes\":{nodes},");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = get(admin, "/health").await;
-        if r.body().contains(&want) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "web never saw {nodes} comet nodes: {}", r.body());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let want = &want;
+    testkit::eventually(&format!("web to see {nodes} comet nodes"), Duration::from_secs(30), || async move {
+        get(admin, "/health").await.body().contains(want)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,11 +182,11 @@ async fn a_comet_that_stops_answering_is_pruned_and_its_keys_move() {
     );
 
     // The hung standby is pruned while node2's active instance stays.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while znode_exists(&comet_session, &standby_path).await {
-        assert!(Instant::now() < deadline, "the hung standby was never pruned");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (session_ref, standby_ref) = (&comet_session, &standby_path);
+    testkit::eventually("the hung standby to be pruned", Duration::from_secs(10), || async move {
+        !znode_exists(session_ref, standby_ref).await
+    })
+    .await;
     drop(standby);
     drop(hung);
 
@@ -200,14 +196,11 @@ async fn a_comet_that_stops_answering_is_pruned_and_its_keys_move() {
     let survivors = Ring::new(HashKind::Sha1, [("node2".to_string(), 2), ("node3".to_string(), 1)]);
     let new_owner = survivors.get(b"Terry-Mao").unwrap().to_string();
     let want = format!(r#"{{"data":{{"server":"{new_owner}:6969"}},"ret":0}}"#);
-    loop {
-        let r = get(&public, "/1/server/get?k=Terry-Mao&p=2").await;
-        if r.body() == want {
-            break;
-        }
-        assert!(stopped.elapsed() < Duration::from_secs(15), "node1 never left routing: {}", r.body());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (public_ref, want_ref) = (&public, &want);
+    testkit::eventually("node1 to leave routing", Duration::from_secs(15), || async move {
+        get(public_ref, "/1/server/get?k=Terry-Mao&p=2").await.body() == want_ref
+    })
+    .await;
     let took = stopped.elapsed();
     eprintln!("node1 left routing {took:?} after its RPC stopped (ping 300 ms x 3)");
     assert!(took <= rpc.ping * rpc.ping_failures + Duration::from_secs(1), "took {took:?}");

@@ -29,7 +29,7 @@ async fn server_get_follows_the_golden_ring() {
     {
         let r = get(&a, &format!("/1/server/get?k={key}&p=2")).await;
         assert_eq!(r.text(), json_200(&format!(r#"{{"data":{{"server":"{node}:6969"}},"ret":0}}"#)), "{key}");
-        assert!(r.date.is_some(), "Date header like Go");
+        assert!(r.date().is_some(), "Date header like Go");
     }
     let r = get(&a, "/1/server/get?k=Terry-Mao&p=1").await;
     assert_eq!(r.text(), json_200(r#"{"data":{"server":"node1:6968"},"ret":0}"#));
@@ -40,7 +40,8 @@ async fn server_get_follows_the_golden_ring() {
     // Legacy form used by the Java and JavaScript SDKs.
     let r = get(&a, "/server/get?key=Terry-Mao&proto=2").await;
     assert_eq!(r.text(), json_200(r#"{"data":{"server":"node1:6969"},"msg":"ok","ret":0}"#));
-    // An empty key is a valid ring key (docs/architecture.md#ring-golden-vectors: it maps to node3) but upstream refuses it: 65534.
+    // An empty key is a valid ring key (docs/architecture.md#ring-golden-vectors: it maps to node3)
+    // but upstream refuses it: 65534.
     let r = get(&a, "/1/server/get?k=&p=2").await;
     assert_eq!(r.text(), json_200(r#"{"ret":65534}"#));
     w.web.shutdown().await;

@@ -35,7 +35,8 @@ pub fn test_config() -> CometConfig {
     c
 }
 
-/// The ring members of docs/architecture.md#ring-golden-vectors: node1 ×1, node2 ×2, node3 ×1. Our comets are node1.
+/// Upstream's golden ring members (docs/architecture.md#ring-golden-vectors): node1 ×1, node2 ×2,
+/// node3 ×1. Our comets are node1.
 pub fn golden() -> CometMembership {
     membership(&[("node1", 1), ("node2", 2), ("node3", 1)])
 }
@@ -190,16 +191,4 @@ pub async fn ws_closed(ws: &mut Ws) -> Option<u16> {
             Some(Err(_)) | None => return None,
         }
     }
-}
-
-/// Polls `f` until it holds or `WAIT` passes.
-pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    f()
 }

@@ -1,5 +1,6 @@
 //! Subscribers as an SDK would be: ask web which comet serves the key, connect over TCP (the `*N`
-//! RESP-like `sub` command, §3.1) or WebSocket (`/sub?key=&heartbeat=&ver=`, §3.2), wait for
+//! RESP-like `sub` command, docs/protocol.md#tcp) or WebSocket (`/sub?key=&heartbeat=&ver=`,
+//! docs/protocol.md#websocket), wait for
 //! `+h\r\n`, then read pushed frames with a deadline. A refused or failed attempt asks web again,
 //! as clients do after a migration.
 
@@ -233,17 +234,24 @@ where
     Fut: std::future::Future<Output = Result<T, String>>,
 {
     let what = if p == 1 { "WebSocket" } else { "TCP" };
-    let deadline = Instant::now() + SUBSCRIBE_TIMEOUT;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        match server_get(public, key, p).await {
+    let subscribed = std::sync::Mutex::new(None);
+    let (subscribed_ref, connect) = (&subscribed, &connect);
+    super::eventually(&format!("{what} subscribe {key} via {public}"), SUBSCRIBE_TIMEOUT, || async move {
+        let failure = match server_get(public, key, p).await {
             Some(server) => match connect(server.clone()).await {
-                Ok(sub) => return sub,
-                Err(e) => last = format!("{server}: {e}"),
+                Ok(sub) => {
+                    *subscribed_ref.lock().unwrap_or_else(|e| e.into_inner()) = Some(sub);
+                    return true;
+                }
+                Err(e) => format!("{server}: {e}"),
             },
-            None => last = "web gave no server".into(),
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    panic!("{what} subscribe {key} via {public} failed for {SUBSCRIBE_TIMEOUT:?}; last: {last}");
+            None => "web gave no server".to_string(),
+        };
+        // Captured by the test harness and shown only if the test fails.
+        eprintln!("{what} subscribe {key} via {public}: {failure}");
+        false
+    })
+    .await;
+    let sub = subscribed.lock().unwrap_or_else(|e| e.into_inner()).take();
+    sub.unwrap_or_else(|| panic!("{what} subscribe {key}: no subscription after success"))
 }

@@ -10,31 +10,15 @@ pub mod proc;
 
 use config::{CometPorts, WebPorts, Zk};
 use proc::{Gopush, TempDir};
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+pub use testkit::eventually;
 
 /// How long the harness waits for a process to serve: generous, a debug build on a busy 2-core box.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Polls `f` every 100 ms until it gives `Some`, or panics naming `what` after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "gave up after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// `GET http://addr/health` answered 200.
 pub async fn healthy(addr: &str) -> bool {
-    http::get(addr, "/health").await.is_ok_and(|r| r.status == 200)
+    http::get(addr, "/health").await.is_ok_and(|r| r.status() == 200)
 }
 
 /// The ring node the comet ring built from `nodes` (all weight 1) gives `key`.
@@ -164,7 +148,7 @@ impl Cluster {
                 .iter()
                 .all(|n| c.nodes.get(n).is_some_and(|node| node.active.seq >= min_seq && node.standbys.is_empty()));
             let messages_ok = m.instances.len() == 1 && m.instances.iter().all(|i| i.seq >= min_seq);
-            async move { (comets_ok && messages_ok).then_some(()) }
+            std::future::ready(comets_ok && messages_ok)
         })
         .await;
     }
@@ -196,25 +180,25 @@ impl Cluster {
             self.assert_alive();
             eventually(&format!("web to route {key} to {want}"), READY_TIMEOUT, || {
                 let (public, key, want) = (public.clone(), key.clone(), want.clone());
-                async move { (http::server_get(&public, &key, 2).await == Some(want)).then_some(()) }
+                async move { http::server_get(&public, &key, 2).await == Some(want) }
             })
             .await;
         }
         let (admin, key) = (self.admin(), refs.first().map_or("probe".to_string(), |n| format!("probe-{n}")));
         eventually("a stored push (expire > 0) to answer ret 0", READY_TIMEOUT, || {
             let (admin, key) = (admin.clone(), key.clone());
-            async move { (http::push(&admin, &key, 60, "{\"probe\":1}").await == Some(0)).then_some(()) }
+            async move { http::push(&admin, &key, 60, "{\"probe\":1}").await == Some(0) }
         })
         .await;
     }
 
     async fn wait_healthy(&mut self, name: &str, addr: &str) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while !healthy(addr).await {
+        eventually(&format!("{name} to be healthy on {addr}"), READY_TIMEOUT, || {
             self.assert_alive();
-            assert!(Instant::now() < deadline, "{name} not healthy on {addr} within {READY_TIMEOUT:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            let addr = addr.to_string();
+            async move { healthy(&addr).await }
+        })
+        .await;
     }
 }
 
@@ -244,12 +228,12 @@ impl Standalone {
         let path = dir.write("standalone.toml", &config::standalone(&web, &comet));
         let mut proc = Gopush::spawn("standalone", dir.path(), &["standalone", "-c", &path]);
         let public = format!("127.0.0.1:{}", web.public);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while http::server_get(&public, "probe", 2).await.is_none() {
+        eventually("standalone to serve", READY_TIMEOUT, || {
             proc.assert_alive();
-            assert!(Instant::now() < deadline, "standalone not serving within {READY_TIMEOUT:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            let public = public.clone();
+            async move { http::server_get(&public, "probe", 2).await.is_some() }
+        })
+        .await;
         Standalone { proc, web, comet, _dir: dir }
     }
 

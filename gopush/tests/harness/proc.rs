@@ -1,26 +1,20 @@
 //! One real `gopush` child process: spawned from the binary cargo built for this test, its stdout
 //! and stderr appended to a log file, killed (SIGKILL) and reaped on drop, with its log tail printed
-//! when the test is failing. A small bash watchdog kills it too if the test binary itself dies.
+//! when the test is failing. testkit's watchdog ([`testkit::Watched`]) kills it too if the test
+//! binary itself dies.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
-
-/// Kills `$2` once process `$1` (the test binary) is gone; leaves when `$2` exits first.
-const WATCHDOG: &str = r#"
-p=$1 c=$2
-while kill -0 "$p" 2>/dev/null && kill -0 "$c" 2>/dev/null; do sleep 0.5; done
-kill -9 "$c" 2>/dev/null
-"#;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+use testkit::Watched;
 
 /// A running (or stopped) `gopush` process.
 pub struct Gopush {
     name: String,
     args: Vec<String>,
     log: PathBuf,
-    child: Option<Child>,
-    watchdog: Option<Child>,
+    child: Option<Watched>,
 }
 
 impl Gopush {
@@ -31,39 +25,19 @@ impl Gopush {
             args: args.iter().map(|a| a.to_string()).collect(),
             log: dir.join(format!("{name}.log")),
             child: None,
-            watchdog: None,
         };
         p.start();
         p
     }
 
     fn start(&mut self) {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log.display()));
-        let err = out.try_clone().unwrap_or_else(|e| panic!("cannot dup the log fd: {e}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_gopush"))
-            .args(&self.args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gopush"));
+        cmd.args(&self.args)
             .env("RUST_LOG", std::env::var("GOPUSH_TEST_LOG").unwrap_or_else(|_| "info".into()))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn gopush {:?}: {e}", self.args));
-        let watchdog = Command::new("bash")
-            .args(["-c", WATCHDOG, "gopush-test-watchdog"])
-            .arg(std::process::id().to_string())
-            .arg(child.id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok();
+            .env("NO_COLOR", "1");
+        let child =
+            Watched::spawn(cmd, &self.log, None).unwrap_or_else(|e| panic!("cannot spawn gopush {:?}: {e}", self.args));
         self.child = Some(child);
-        self.watchdog = watchdog;
     }
 
     /// The process's name in logs and failure messages.
@@ -73,33 +47,22 @@ impl Gopush {
 
     /// `kill -9`: a crash, no chance to deregister or close connections. Waits for the exit.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        self.stop_watchdog();
+        // Dropping the watched process SIGKILLs and reaps it, and its watchdog.
+        self.child = None;
     }
 
     /// SIGTERM (a graceful stop) and waits up to `wait` for the exit status.
     pub fn terminate(&mut self, wait: Duration) -> Option<ExitStatus> {
-        let pid = self.child.as_ref()?.id();
-        let sent = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid} ({}) failed", self.name);
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline {
-            if let Some(status) = self.exited() {
-                self.child = None;
-                self.stop_watchdog();
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let status = self.child.as_mut()?.terminate(wait);
+        if status.is_some() {
+            self.child = None;
         }
-        None
+        status
     }
 
     /// The exit status if the process has exited on its own.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child.as_mut().and_then(Watched::exited)
     }
 
     /// Panics with the log tail if the process has exited.
@@ -119,13 +82,6 @@ impl Gopush {
     /// The whole log, for assertions on what the process said.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop_watchdog(&mut self) {
-        if let Some(mut w) = self.watchdog.take() {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
     }
 }
 

@@ -1,4 +1,6 @@
-//! The Redis store: upstream's layout (reference §7.1) with DESIGN decision 7's fixes. One sorted set
+//! The Redis store: upstream's layout (docs/storage.md#redis-layout) with the fixes of
+//! docs/decisions.md#d7-offline-store, docs/decisions.md#d30-redis-key-ttl-and-redis-7 and
+//! docs/decisions.md#d33-a-redis-shard-fails-alone. One sorted set
 //! per key (`<prefix><key>`), score = mid, member = `{"msg":..,"expire":..,"mid":..}`; keys are
 //! sharded by the ketama ring over the configured source names, hashing the key without prefix, so a
 //! key lands on the shard upstream chose. Every command or pipeline runs under the configured
@@ -14,11 +16,12 @@ use crate::token::{TokenRecord, to_evict};
 use cluster::rpc::{BoxFuture, MessageApi, Mid, StoreError, StoreHealth, StoredMessage};
 use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisResult, Value};
 use ring::Ring;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Namespace of the token hashes, after the prefix: `<prefix>gopush-token:<key>`.
 pub const TOKEN_NAMESPACE: &str = "gopush-token:";
@@ -34,21 +37,58 @@ pub struct RedisStore {
     clock: Clock,
 }
 
+/// One source: its ring name, its connection, and whether it answered last time.
 struct Shard {
     name: String,
     conn: ConnectionManager,
+    /// [`UNKNOWN`], [`UP`] or [`DOWN`]: what the last call or ping learned.
+    state: AtomicU8,
+}
+
+/// No call has reached the shard yet (a node may start while Redis is down).
+const UNKNOWN: u8 = 0;
+/// The last call got an answer, even an error reply.
+const UP: u8 = 1;
+/// The last call could not reach the server (refused, dropped, timed out).
+const DOWN: u8 = 2;
+
+impl Shard {
+    /// Records what a call learned. Only a change of state is logged, so an operator sees one
+    /// line when a shard goes away and one when it is back, however many calls fail in between.
+    fn learn(&self, reachable: bool, cause: &dyn std::fmt::Display) {
+        let now = if reachable { UP } else { DOWN };
+        // `swap` gives each transition to exactly one caller, however many race.
+        match (self.state.swap(now, Ordering::Relaxed), now) {
+            (before, after) if before == after => {}
+            (_, DOWN) => {
+                warn!(shard = %self.name, cause = %cause, "redis shard unreachable; its keys fail until it answers")
+            }
+            (DOWN, _) => info!(shard = %self.name, "redis shard reachable again"),
+            _ => debug!(shard = %self.name, "redis shard reachable"),
+        }
+    }
+}
+
+/// Whether a failed call reached the server: an error reply did, a refused, dropped or timed-out
+/// connection did not.
+fn reached(e: &RedisError) -> bool {
+    !(e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error())
 }
 
 impl RedisStore {
-    /// Clients for every source of a validated config; connects lazily, so Redis may still be
-    /// down. Must run inside a Tokio runtime.
+    /// Clients for every source of a config that [`MessageConfig`](crate::MessageConfig)
+    /// validation accepted; connects lazily, so Redis may still be down. Must run inside a Tokio
+    /// runtime.
     pub fn new(config: &RedisConfig) -> Result<RedisStore, MessageError> {
         RedisStore::with_clock(config, Clock::system())
     }
 
     /// Like [`RedisStore::new`] with a clock a test can move.
     pub fn with_clock(config: &RedisConfig, clock: Clock) -> Result<RedisStore, MessageError> {
-        config.validate()?;
         let ring = Ring::new(config.ring_hash, config.source.iter().map(|s| (s.name.clone(), s.weight)));
         let mut shards = Vec::with_capacity(ring.nodes().len());
         for (name, _) in ring.nodes() {
@@ -67,7 +107,7 @@ impl RedisStore {
                 .set_max_delay(Duration::from_millis(200));
             let conn =
                 ConnectionManager::new_lazy_with_config(client, manager_config).map_err(|e| fail(e.to_string()))?;
-            shards.push(Shard { name: name.clone(), conn });
+            shards.push(Shard { name: name.clone(), conn, state: AtomicU8::new(UNKNOWN) });
         }
         Ok(RedisStore {
             shards,
@@ -88,9 +128,8 @@ impl RedisStore {
         self.ring.owner_index(key.as_bytes())
     }
 
-    fn conn(&self, key: &str) -> Result<ConnectionManager, StoreError> {
-        let i = self.shard_of(key).ok_or(StoreError::Backend)?;
-        Ok(self.shards[i].conn.clone())
+    fn shard(&self, key: &str) -> Result<&Shard, StoreError> {
+        self.shard_of(key).map(|i| &self.shards[i]).ok_or(StoreError::Backend)
     }
 
     fn message_key(&self, key: &str) -> String {
@@ -102,14 +141,9 @@ impl RedisStore {
     }
 
     /// Runs one command under the deadline.
-    async fn cmd<T: FromRedisValue>(
-        &self,
-        what: &'static str,
-        conn: &ConnectionManager,
-        cmd: &Cmd,
-    ) -> Result<T, StoreError> {
-        self.exec(what, || {
-            let mut conn = conn.clone();
+    async fn cmd<T: FromRedisValue>(&self, what: &'static str, shard: &Shard, cmd: &Cmd) -> Result<T, StoreError> {
+        self.exec(what, shard, || {
+            let mut conn = shard.conn.clone();
             async move { cmd.query_async(&mut conn).await }
         })
         .await
@@ -119,11 +153,11 @@ impl RedisStore {
     async fn pipe<T: FromRedisValue>(
         &self,
         what: &'static str,
-        conn: &ConnectionManager,
+        shard: &Shard,
         pipe: &Pipeline,
     ) -> Result<T, StoreError> {
-        self.exec(what, || {
-            let mut conn = conn.clone();
+        self.exec(what, shard, || {
+            let mut conn = shard.conn.clone();
             async move { pipe.query_async(&mut conn).await }
         })
         .await
@@ -132,8 +166,9 @@ impl RedisStore {
     /// Runs `call` under the deadline; the one place Redis errors become `StoreError::Backend`.
     /// A call that failed on a broken connection is sent once more (every call here is
     /// idempotent), so the first call after a Redis restart uses the fresh connection instead of
-    /// failing on the dead one.
-    async fn exec<T, F, Fut>(&self, what: &'static str, mut call: F) -> Result<T, StoreError>
+    /// failing on the dead one. What the call learned about the shard is recorded here too, so
+    /// pings and requests alike mark it up or down.
+    async fn exec<T, F, Fut>(&self, what: &'static str, shard: &Shard, mut call: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -148,13 +183,18 @@ impl RedisStore {
             }
         };
         match tokio::time::timeout(self.timeout, attempts).await {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                shard.learn(true, &"");
+                Ok(v)
+            }
             Ok(Err(e)) => {
                 debug!(op = what, error = %e, "redis call failed");
+                shard.learn(reached(&e), &e);
                 Err(StoreError::Backend)
             }
             Err(_) => {
                 debug!(op = what, timeout = ?self.timeout, "redis call timed out");
+                shard.learn(false, &format_args!("no answer within {:?}", self.timeout));
                 Err(StoreError::Backend)
             }
         }
@@ -179,7 +219,7 @@ impl RedisStore {
         let member = member::encode(&compacted, expire_at, mid);
         let mut pipe = redis::pipe();
         self.push_save(&mut pipe, &key, &member, mid, expire_at);
-        self.pipe("save_private", &self.conn(&key)?, &pipe).await
+        self.pipe("save_private", self.shard(&key)?, &pipe).await
     }
 
     async fn save_privates_io(
@@ -208,9 +248,9 @@ impl RedisStore {
                 for &pos in &positions {
                     self.push_save(&mut pipe, &keys[pos], &member, mid, expire_at);
                 }
-                let conn = &self.shards[shard].conn;
+                let shard = &self.shards[shard];
                 async move {
-                    let answer = self.pipe::<Vec<Value>>("save_privates", conn, &pipe).await;
+                    let answer = self.pipe::<Vec<Value>>("save_privates", shard, &pipe).await;
                     match answer {
                         Ok(replies) if replies.len() == positions.len() * SAVE_COMMANDS => positions
                             .iter()
@@ -234,13 +274,13 @@ impl RedisStore {
         check_key(&key)?;
         check_mid(after)?;
         let k = self.message_key(&key);
-        let conn = self.conn(&key)?;
+        let shard = self.shard(&key)?;
         // Inclusive bound at the double nearest to `after` (Redis parses the integer text to it):
         // every mid > after has a score >= that double, even where scores round. `mid > after`
         // is then decided exactly below.
         let mut range = redis::cmd("ZRANGEBYSCORE");
         range.arg(&k).arg(after).arg("+inf").arg("WITHSCORES");
-        let rows: Vec<(Vec<u8>, f64)> = self.cmd("get_private", &conn, &range).await?;
+        let rows: Vec<(Vec<u8>, f64)> = self.cmd("get_private", shard, &range).await?;
         let now = self.clock.now();
         let mut out = Vec::with_capacity(rows.len());
         let mut stale: Vec<Vec<u8>> = Vec::new();
@@ -261,7 +301,7 @@ impl RedisStore {
             let mut rem = redis::cmd("ZREM");
             rem.arg(&k).arg(&stale);
             // The answer does not depend on the clean-up; a failure leaves it for the next read.
-            let _: Result<(), _> = self.cmd("remove_expired", &conn, &rem).await;
+            let _: Result<(), _> = self.cmd("remove_expired", shard, &rem).await;
         }
         Ok(out)
     }
@@ -270,23 +310,23 @@ impl RedisStore {
         check_key(&key)?;
         let mut del = redis::cmd("DEL");
         del.arg(self.message_key(&key));
-        self.cmd("del_private", &self.conn(&key)?, &del).await
+        self.cmd("del_private", self.shard(&key)?, &del).await
     }
 
     async fn add_token_io(&self, key: String, token: String, life: u64) -> Result<(), StoreError> {
         check_key(&key)?;
         check_token(&token)?;
         let tk = self.token_key(&key);
-        let conn = self.conn(&key)?;
+        let shard = self.shard(&key)?;
         if life == 0 {
             // A zero lifetime revokes the token.
             let mut del = redis::cmd("HDEL");
             del.arg(&tk).arg(&token);
-            return self.cmd("add_token", &conn, &del).await;
+            return self.cmd("add_token", shard, &del).await;
         }
         let mut all = redis::cmd("HGETALL");
         all.arg(&tk);
-        let fields: Vec<(String, String)> = self.cmd("add_token", &conn, &all).await?;
+        let fields: Vec<(String, String)> = self.cmd("add_token", shard, &all).await?;
         let now = self.clock.now();
         // Unreadable records count as expired so they get dropped.
         let gone = TokenRecord { expire: i64::MIN, life: 0 };
@@ -305,17 +345,17 @@ impl RedisStore {
         }
         pipe.cmd("HSET").arg(&tk).arg(&token).arg(record.encode());
         push_expire_at_least(&mut pipe, &tk, record.expire);
-        self.pipe("add_token", &conn, &pipe).await
+        self.pipe("add_token", shard, &pipe).await
     }
 
     async fn check_token_io(&self, key: String, token: String) -> Result<bool, StoreError> {
         check_key(&key)?;
         check_token(&token)?;
         let tk = self.token_key(&key);
-        let conn = self.conn(&key)?;
+        let shard = self.shard(&key)?;
         let mut get = redis::cmd("HGET");
         get.arg(&tk).arg(&token);
-        let stored: Option<String> = self.cmd("check_token", &conn, &get).await?;
+        let stored: Option<String> = self.cmd("check_token", shard, &get).await?;
         let Some(text) = stored else { return Ok(false) };
         let now = self.clock.now();
         match TokenRecord::decode(&text) {
@@ -324,7 +364,7 @@ impl RedisStore {
                 let mut pipe = redis::pipe();
                 pipe.cmd("HSET").arg(&tk).arg(&token).arg(slid.encode());
                 push_expire_at_least(&mut pipe, &tk, slid.expire);
-                if self.pipe::<()>("slide_token", &conn, &pipe).await.is_err() {
+                if self.pipe::<()>("slide_token", shard, &pipe).await.is_err() {
                     // The token is valid now; only its extension was lost.
                     warn!(key = %key, "cannot extend a token's lifetime");
                 }
@@ -333,7 +373,7 @@ impl RedisStore {
             _ => {
                 let mut del = redis::cmd("HDEL");
                 del.arg(&tk).arg(&token);
-                let _: Result<(), _> = self.cmd("remove_token", &conn, &del).await;
+                let _: Result<(), _> = self.cmd("remove_token", shard, &del).await;
                 Ok(false)
             }
         }
@@ -341,7 +381,7 @@ impl RedisStore {
 
     async fn ping_io(&self) -> StoreHealth {
         let pings = self.shards.iter().map(|s| async move {
-            let up = self.cmd::<String>("ping", &s.conn, &redis::cmd("PING")).await.is_ok();
+            let up = self.cmd::<String>("ping", s, &redis::cmd("PING")).await.is_ok();
             (s.name.clone(), up)
         });
         StoreHealth { backend: "redis".into(), shards: join_all(pings).await }
@@ -416,7 +456,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_land_on_upstreams_shard() {
-        // Reference §6.2: node1 w1, node2 w2, node3 w1; the source order must not matter.
+        // docs/architecture.md#ring-golden-vectors: node1 w1, node2 w2, node3 w1; the source order must not matter.
         for order in [ring::golden::MEMBERS, [("node3", 1), ("node1", 1), ("node2", 2)]] {
             let store = RedisStore::new(&config(&order)).unwrap();
             for (key, node) in ring::golden::OWNERS {

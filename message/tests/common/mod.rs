@@ -1,5 +1,5 @@
 //! Helpers shared by the message crate's integration tests: Redis stores over the shared test
-//! servers under a unique key prefix, raw Redis connections to look at what was stored, and polling.
+//! servers under a unique key prefix, and raw Redis connections to look at what was stored.
 
 #![allow(dead_code)]
 
@@ -7,7 +7,7 @@ use message::clock::Clock;
 use message::config::{RedisConfig, RedisSource};
 use message::store::RedisStore;
 use redis::aio::MultiplexedConnection;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A Redis config with one source per (name, address), a fresh key prefix and `store` per key.
 pub fn redis_config(sources: &[(&str, u32, &str)], store: usize) -> RedisConfig {
@@ -41,22 +41,4 @@ pub fn shared_store(store: usize) -> Option<(RedisStore, RedisConfig, Clock, Vec
 pub async fn raw(addr: &str) -> MultiplexedConnection {
     let client = redis::Client::open(format!("redis://{addr}")).expect("client");
     client.get_multiplexed_async_connection().await.expect("raw redis connection")
-}
-
-/// Polls `f` until it is true or `within` passes.
-pub async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if f().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

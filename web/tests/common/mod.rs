@@ -1,6 +1,6 @@
-//! Shared by the web crate's integration tests: the shared RPC doubles (`cluster::testing`), a raw
-//! HTTP/1.1 client that returns the exact bytes
-//! of a response, and a web node started on loopback ports chosen by the OS.
+//! Shared by the web crate's integration tests: the shared RPC doubles (`cluster::testing`),
+//! testkit's HTTP/1.1 client (exact response bytes) with panicking shorthands, and a web node
+//! started on loopback ports chosen by the OS.
 
 #![allow(dead_code)]
 
@@ -9,9 +9,6 @@ use cluster::node::{Instance, NodeInfo};
 use cluster::rpc::SharedComet;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use web::{CometFactory, Web, WebConfig, WebDeps};
 
@@ -27,7 +24,8 @@ pub fn comet_info(name: &str, weight: u32, ws: bool) -> NodeInfo {
     }
 }
 
-/// The golden ring (docs/architecture.md#ring-golden-vectors): node1/node2/node3 with weights 1/2/1; node3 advertises no WebSocket.
+/// The golden ring (docs/architecture.md#ring-golden-vectors): node1/node2/node3 with weights
+/// 1/2/1; node3 advertises no WebSocket.
 pub fn golden_membership() -> CometMembership {
     CometMembership::fixed([
         ("node1".to_string(), comet_info("node1", 1, true)),
@@ -81,112 +79,18 @@ pub async fn start_web(config: WebConfig, membership: CometMembership, store: Ar
     TestWeb { web, comets, store, membership: tx }
 }
 
-/// A response as raw bytes, split into head and body.
-#[derive(Debug)]
-pub struct Raw {
-    /// Status line and headers (without the blank line), `Date:` removed since it changes.
-    pub head: String,
-    pub date: Option<String>,
-    pub body: Vec<u8>,
-}
-
-impl Raw {
-    pub fn body(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("utf-8 body")
-    }
-    pub fn status(&self) -> u16 {
-        self.head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
-    }
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (n, v) = l.split_once(": ")?;
-            n.eq_ignore_ascii_case(name).then_some(v)
-        })
-    }
-    /// The whole response with `Date` removed: what golden tests compare.
-    pub fn text(&self) -> String {
-        format!("{}\r\n\r\n{}", self.head, String::from_utf8_lossy(&self.body))
-    }
-}
-
-/// A client connection that keeps bytes read past one response for the next (pipelining).
-pub struct Conn {
-    pub stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    pub async fn open(addr: &str) -> Conn {
-        Conn { stream: TcpStream::connect(addr).await.expect("connect"), buf: Vec::new() }
-    }
-
-    pub async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write");
-    }
-
-    async fn fill(&mut self) -> usize {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
-            .await
-            .expect("bytes within 10 s")
-            .expect("read");
-        self.buf.extend_from_slice(&chunk[..n]);
-        n
-    }
-
-    /// Reads one response: the head, then exactly Content-Length bytes of body.
-    pub async fn response(&mut self) -> Raw {
-        let head_end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            let n = self.fill().await;
-            assert!(n > 0, "connection closed before a full head: {:?}", String::from_utf8_lossy(&self.buf));
-        };
-        let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("ascii head");
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .unwrap_or_else(|| panic!("no Content-Length in {head:?}"))
-            .parse()
-            .expect("numeric Content-Length");
-        while self.buf.len() < head_end + 4 + len {
-            assert!(self.fill().await > 0, "connection closed mid-body");
-        }
-        let body = self.buf[head_end + 4..head_end + 4 + len].to_vec();
-        self.buf.drain(..head_end + 4 + len);
-        let mut date = None;
-        let head = head
-            .split("\r\n")
-            .filter(|l| match l.strip_prefix("Date: ") {
-                Some(d) => {
-                    date = Some(d.to_string());
-                    false
-                }
-                None => true,
-            })
-            .collect::<Vec<_>>()
-            .join("\r\n");
-        Raw { head, date, body }
-    }
-
-    /// Reads until the server closes; returns what came (nothing expected on an idle close).
-    pub async fn until_closed(&mut self) -> Vec<u8> {
-        while self.fill().await > 0 {}
-        std::mem::take(&mut self.buf)
-    }
-}
+/// A response: its exact bytes plus status, headers and body (testkit's one HTTP test client).
+#[allow(unused_imports)] // each test file uses its own part
+pub use testkit::http::{Conn, Response as Raw};
 
 /// Sends `request` bytes on a new connection and reads one response.
 pub async fn exchange(addr: &str, request: &[u8]) -> Raw {
-    let mut conn = Conn::open(addr).await;
-    conn.send(request).await;
-    conn.response().await
+    testkit::http::exchange(addr, request).await.unwrap_or_else(|e| panic!("no response from {addr}: {e}"))
 }
 
 /// `GET target` on a new connection.
 pub async fn get(addr: &str, target: &str) -> Raw {
-    exchange(addr, format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes()).await
+    testkit::http::get(addr, target).await.unwrap_or_else(|e| panic!("GET {target}: {e}"))
 }
 
 /// `POST target` with `body` on a new connection.
@@ -196,10 +100,7 @@ pub async fn post(addr: &str, target: &str, body: &[u8]) -> Raw {
 
 /// `POST target` with extra header lines (each ending in CRLF) and `body`.
 pub async fn post_with(addr: &str, target: &str, headers: &str, body: &[u8]) -> Raw {
-    let mut req =
-        format!("POST {target} HTTP/1.1\r\nHost: test\r\n{headers}Content-Length: {}\r\n\r\n", body.len()).into_bytes();
-    req.extend_from_slice(body);
-    exchange(addr, &req).await
+    testkit::http::post(addr, target, headers, body).await.unwrap_or_else(|e| panic!("POST {target}: {e}"))
 }
 
 /// The exact bytes of a JSON 200 response (without `Date`), as Go wrote them.
