@@ -7,7 +7,7 @@ use crate::rpc::{
     BoxFuture, CometApi, CometError, CometStatus, MessageApi, Mid, PushPrivatesReply, StoreError, StoreHealth,
     StoredMessage,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -171,6 +171,8 @@ pub struct FakeStore {
     pub fail_keys: Mutex<HashSet<String>>,
     /// Makes token checks fail as unreachable.
     pub fail_tokens: AtomicBool,
+    /// How long each coming save takes, in order (then no delay): saves that finish out of order.
+    pub save_delays: Mutex<VecDeque<Duration>>,
     /// Calls served.
     pub calls: AtomicU32,
 }
@@ -207,6 +209,13 @@ impl FakeStore {
         self.fail_keys.lock().is_ok_and(|k| k.contains(key))
     }
 
+    async fn delay_save(&self) {
+        let delay = self.save_delays.lock().ok().and_then(|mut d| d.pop_front());
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     fn save(&self, keys: Vec<String>, msg: String, mid: Mid, expire: u32) -> Result<Vec<String>, StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if mid < 0 {
@@ -231,6 +240,7 @@ impl FakeStore {
 impl MessageApi for FakeStore {
     fn save_private(&self, key: String, msg: String, mid: Mid, expire: u32) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            self.delay_save().await;
             let failed = self.save(vec![key], msg, mid, expire)?;
             if failed.is_empty() { Ok(()) } else { Err(StoreError::Backend) }
         })
@@ -242,7 +252,10 @@ impl MessageApi for FakeStore {
         mid: Mid,
         expire: u32,
     ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        Box::pin(async move { self.save(keys, msg, mid, expire) })
+        Box::pin(async move {
+            self.delay_save().await;
+            self.save(keys, msg, mid, expire)
+        })
     }
     fn get_private(&self, key: String, after: Mid) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
         Box::pin(async move {

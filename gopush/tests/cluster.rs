@@ -471,3 +471,68 @@ async fn redis_and_zookeeper_restarts_lose_no_acknowledged_message() {
         refused.load(Ordering::Relaxed)
     );
 }
+
+/// Concurrent stored pushes to the same keys through two comets reach every subscriber in mid
+/// order (docs/decisions.md#d20-ordering-and-resume), and a push repeated with the same `id=` is
+/// stored and delivered once (docs/decisions.md#d21-safe-retries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stored_pushes_arrive_in_mid_order_and_a_repeated_id_applies_once() {
+    let Some(zk) = testkit::zk_addr() else { return };
+    let Some(redis) = testkit::redis_addrs() else { return };
+    let cluster = Cluster::start(&zk, &redis, &["node1", "node2"]).await;
+    let (public, admin) = (cluster.public(), cluster.admin());
+    let tag = testkit::unique_name("ord");
+    let keys: Vec<String> = (0..10).map(|i| format!("{tag}-{i}")).collect();
+    let mut subs = Vec::new();
+    for k in &keys {
+        subs.push(TcpSub::subscribe(&public, k, Some("1.0")).await);
+    }
+    assert!(subs.iter().any(|s| s.server == cluster.comet("node1").tcp()), "some keys on node1");
+    assert!(subs.iter().any(|s| s.server == cluster.comet("node2").tcp()), "some keys on node2");
+
+    // Three publishers, 300 stored pushes each, interleaved over the ten keys.
+    const PER_PUBLISHER: usize = 300;
+    let publishers = (0..3).map(|p| {
+        let (admin, keys) = (admin.clone(), keys.clone());
+        tokio::spawn(async move {
+            let mut sent = vec![0usize; keys.len()];
+            for i in 0..PER_PUBLISHER {
+                let k = (i * 7 + p) % keys.len();
+                let ret = push(&admin, &keys[k], 600, &format!("{{\"p\":{p},\"i\":{i}}}")).await;
+                assert_eq!(ret, Some(0), "push {i} of publisher {p}");
+                sent[k] += 1;
+            }
+            sent
+        })
+    });
+    let mut per_key = vec![0usize; keys.len()];
+    for sent in futures::future::join_all(publishers).await {
+        for (total, n) in per_key.iter_mut().zip(sent.expect("publisher")) {
+            *total += n;
+        }
+    }
+    let mut inversions = 0;
+    for (sub, n) in subs.iter_mut().zip(&per_key) {
+        let mut last = 0;
+        for _ in 0..*n {
+            let mid = mid_of(&sub.raw(WAIT).await);
+            inversions += usize::from(mid <= last);
+            last = last.max(mid);
+        }
+    }
+    assert_eq!(inversions, 0, "frames out of mid order over {} pushes", 3 * PER_PUBLISHER);
+
+    // The same id twice: both acknowledged, one delivery, one stored copy.
+    let key = &keys[0];
+    let path = format!("/1/admin/push/private?key={key}&expire=600&id={tag}-once");
+    for _ in 0..2 {
+        let r = post(&admin, &path, "application/json", "{\"once\":true}").await.expect("push with id");
+        assert_eq!(r.body(), r#"{"ret":0}"#);
+    }
+    let once = mid_of(&subs[0].raw(WAIT).await);
+    let more = subs[0].next(Duration::from_millis(500)).await;
+    assert!(matches!(more, Next::Timeout), "no second delivery: {more:?}");
+    let stored: Vec<u64> = msg_get(&public, key, 0).await.into_iter().map(|(_, mid)| mid).collect();
+    assert_eq!(stored.iter().filter(|m| **m == once).count(), 1, "one stored copy");
+    assert_eq!(stored.last(), Some(&once), "and nothing after it");
+}

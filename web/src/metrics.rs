@@ -18,8 +18,13 @@ pub const PING_FAILURES: &str = "gopush_web_comet_ping_failures_total";
 /// Comet instances whose znode this web node deleted (counter).
 pub const PRUNED: &str = "gopush_web_comet_pruned_total";
 
+/// HTTP connections closed at once because their source IP had `max_connections_per_ip` open,
+/// labelled `port` (public or admin).
+pub const CONNECTIONS_REFUSED: &str = "gopush_web_connections_refused_total";
+
 /// Every metric name above, for tests and dashboards that check what a web node exports.
-pub const NAMES: &[&str] = &[REQUESTS, PUSH_SECONDS, COMET_NODES, COMET_INSTANCES, PING_FAILURES, PRUNED];
+pub const NAMES: &[&str] =
+    &[REQUESTS, PUSH_SECONDS, COMET_NODES, COMET_INSTANCES, PING_FAILURES, PRUNED, CONNECTIONS_REFUSED];
 
 /// The `route` labels of [`REQUESTS`]: every public and admin API path (`/metrics` and `/health`
 /// are not counted).
@@ -80,4 +85,11 @@ pub fn describe_and_zero() {
     gauge!(COMET_INSTANCES).increment(0.0);
     counter!(PING_FAILURES).increment(0);
     counter!(PRUNED).increment(0);
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "HTTP connections closed at once: their source IP had too many open, by port."
+    );
+    for port in ["public http", "admin http"] {
+        counter!(CONNECTIONS_REFUSED, "port" => port).increment(0);
+    }
 }

@@ -182,7 +182,7 @@ async fn serve(
         let Some(slot) = per_ip.admit(peer.ip()) else {
             // Closed at once: a source at its cap gets no slot and no buffer.
             debug!(%peer, port = what, "connection over the per-source cap closed");
-            metrics::counter!("gopush_web_connections_refused_total", "port" => what).increment(1);
+            metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "port" => what).increment(1);
             return;
         };
         debug!(%peer, port = what, "http connection");
