@@ -4,7 +4,7 @@
 
 mod common;
 
-use cluster::rpc::{CometApi, CometError, StoreError};
+use cluster::rpc::{CometError, StoreError};
 use common::*;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
