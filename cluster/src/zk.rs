@@ -7,6 +7,7 @@
 use crate::config::de_duration;
 use serde::Deserialize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -61,6 +62,9 @@ pub struct Session {
 struct Inner {
     config: ZkConfig,
     live: watch::Receiver<Option<Live>>,
+    // True while the client is connected to a server; a session can outlive a disconnection, so
+    // `live` alone does not say whether ZooKeeper can be seen right now.
+    connected: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -74,8 +78,9 @@ impl Session {
     /// Starts connecting in the background and returns at once; see [`Session::live`].
     pub fn start(config: ZkConfig) -> Session {
         let (tx, rx) = watch::channel(None);
-        let task = tokio::spawn(keep_session(config.clone(), tx));
-        Session { inner: Arc::new(Inner { config, live: rx, task }) }
+        let connected = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(keep_session(config.clone(), tx, connected.clone()));
+        Session { inner: Arc::new(Inner { config, live: rx, connected, task }) }
     }
 
     /// The configuration this session was started with.
@@ -83,7 +88,12 @@ impl Session {
         &self.inner.config
     }
 
-    /// The current live client, if connected.
+    /// True while connected to a ZooKeeper server (a kept session may be disconnected for a while).
+    pub fn connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Relaxed)
+    }
+
+    /// The current live client, if a session exists (it may be disconnected: see [`Session::connected`]).
     pub fn current(&self) -> Option<Live> {
         self.inner.live.borrow().clone()
     }
@@ -112,7 +122,7 @@ impl Session {
 /// goes on, since the client library keeps trying the ensemble's hosts within its own deadline.
 const SLOW_CONNECT: Duration = Duration::from_secs(2);
 
-async fn keep_session(config: ZkConfig, tx: watch::Sender<Option<Live>>) {
+async fn keep_session(config: ZkConfig, tx: watch::Sender<Option<Live>>, up: Arc<AtomicBool>) {
     let mut generation = 0u64;
     let mut backoff = Duration::from_millis(100);
     // Operators need to hear about an outage once, not once per retry every few seconds.
@@ -143,6 +153,7 @@ async fn keep_session(config: ZkConfig, tx: watch::Sender<Option<Live>>) {
                     None => info!(addr, generation, ?session, "zookeeper session established"),
                 }
                 let mut state = client.state_watcher();
+                up.store(true, Ordering::Relaxed);
                 tx.send_replace(Some(Live { client: client.clone(), generation }));
                 loop {
                     let s = state.changed().await;
@@ -151,8 +162,12 @@ async fn keep_session(config: ZkConfig, tx: watch::Sender<Option<Live>>) {
                         break;
                     }
                     match s {
-                        zk::SessionState::Disconnected => link.down(addr, "connection lost"),
+                        zk::SessionState::Disconnected => {
+                            up.store(false, Ordering::Relaxed);
+                            link.down(addr, "connection lost");
+                        }
                         zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                            up.store(true, Ordering::Relaxed);
                             if let Some(after) = link.up() {
                                 info!(addr, ?after, "zookeeper reachable again; session kept");
                             }
@@ -160,6 +175,7 @@ async fn keep_session(config: ZkConfig, tx: watch::Sender<Option<Live>>) {
                         _ => {}
                     }
                 }
+                up.store(false, Ordering::Relaxed);
                 tx.send_replace(None);
             }
             Err(e) => {

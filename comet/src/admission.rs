@@ -59,7 +59,7 @@ pub(crate) async fn admit(shared: &Arc<Shared>, sub: &Subscribe, proto: Proto) -
         metrics::counter!(m::REFUSALS, "reason" => reason(&e)).increment(1);
         e
     };
-    if shared.stopping.load(Ordering::Relaxed) || !shared.ownership.owns(&sub.key) {
+    if shared.stopping.load(Ordering::Relaxed) || !shared.owns(&sub.key) {
         return Err(refuse(Error::NotOwner));
     }
     if shared.config.channel.auth {

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 /// What a comet needs from the process around it.
 pub struct CometDeps {
@@ -128,6 +128,7 @@ impl Comet {
             let path = tokio::time::timeout(wait, registration.registered())
                 .await
                 .map_err(|_| Error::NotRegistered(format!("not registered within {wait:?}")))?;
+            let registration_watch = registration.subscribe();
             comet.registration = Some(registration);
             let mut membership = deps.membership.clone();
             tokio::time::timeout(wait, async {
@@ -151,6 +152,12 @@ impl Comet {
             .ok_or_else(|| Error::NotRegistered(format!("{path} not seen in the comet membership within {wait:?}")))?;
             apply(&shared, &membership.borrow());
             info!(%path, "registered and seen in the membership");
+            comet.tasks.push(tokio::spawn(guard_ownership(
+                shared.clone(),
+                session.clone(),
+                registration_watch,
+                comet.follow.clone(),
+            )));
         }
 
         shared.ready.store(true, Ordering::Relaxed);
@@ -243,6 +250,55 @@ impl Drop for Comet {
         self.servers.cancel();
     }
 }
+
+/// Lets every client go when this comet can no longer be sure it owns their keys
+/// (docs/decisions.md#d22-no-split-brain): ZooKeeper unseen for longer than the session timeout
+/// (the session has expired there and web has moved the keys), or this comet's znode gone (web
+/// pruned it). No subscriptions are taken then; they are again once ZooKeeper answers and the
+/// registration is back, and the ring follower has seen it.
+async fn guard_ownership(
+    shared: Arc<Shared>,
+    session: Session,
+    mut registered: watch::Receiver<Option<String>>,
+    stop: CancellationToken,
+) {
+    let timeout = session.config().timeout;
+    let mut unseen_since: Option<Instant> = None;
+    let mut tick = tokio::time::interval(GUARD_TICK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = registered.changed() => {}
+            _ = stop.cancelled() => return,
+        }
+        let znode = registered.borrow().clone();
+        let connected = session.connected();
+        unseen_since = if connected { None } else { unseen_since.or(Some(Instant::now())) };
+        let reason = match (&znode, unseen_since) {
+            (None, _) if connected => Some("our znode is gone"),
+            (_, Some(since)) if since.elapsed() >= timeout => Some("zookeeper unseen past the session timeout"),
+            _ => None,
+        };
+        let cut = shared.cut_off.load(Ordering::Relaxed);
+        match reason {
+            Some(reason) if !cut => {
+                shared.cut_off.store(true, Ordering::Relaxed);
+                let conns = shared.buckets.remove_where(|_| true);
+                warn!(reason, clients = conns.len(), "another comet may own our keys now: letting every client go");
+                metrics::counter!(m::MIGRATED).increment(conns.len() as u64);
+                close_spread(conns, shared.config.base.migrate_grace);
+            }
+            None if cut && znode.is_some() && connected => {
+                shared.cut_off.store(false, Ordering::Relaxed);
+                info!(path = ?znode, "registered again: taking subscriptions");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How often the ownership guard looks at the session.
+const GUARD_TICK: Duration = Duration::from_millis(250);
 
 async fn follow(shared: Arc<Shared>, mut membership: watch::Receiver<Arc<CometMembership>>, stop: CancellationToken) {
     loop {

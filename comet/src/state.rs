@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     pub ready: AtomicBool,
     /// Shutting down: no new subscriptions.
     pub stopping: AtomicBool,
+    /// Cut off from ZooKeeper past the session timeout, or our znode is gone: other comets may own
+    /// our keys by now, so no subscriptions until we are registered and seen again.
+    pub cut_off: AtomicBool,
 }
 
 impl Shared {
@@ -50,6 +53,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            cut_off: AtomicBool::new(false),
             config,
         }
     }
@@ -69,9 +73,17 @@ impl Shared {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// Whether subscriptions are served: ready, not stopping, and on the ring.
+    /// Whether `key` is this comet's to serve now: on its ring and not cut off from ZooKeeper.
+    pub fn owns(&self, key: &str) -> bool {
+        !self.cut_off.load(Ordering::Relaxed) && self.ownership.owns(key)
+    }
+
+    /// Whether subscriptions are served: ready, not stopping, not cut off, and on the ring.
     pub fn serving(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && !self.stopping.load(Ordering::Relaxed) && self.ownership.on_ring()
+        self.ready.load(Ordering::Relaxed)
+            && !self.stopping.load(Ordering::Relaxed)
+            && !self.cut_off.load(Ordering::Relaxed)
+            && self.ownership.on_ring()
     }
 
     /// Health and load, for `CometRpc.ping` and `/health`.

@@ -338,7 +338,7 @@ fn health(state: &State) -> HttpResponse {
     let routes = state.routes();
     let zookeeper = match &state.session {
         None => "none",
-        Some(s) if s.current().is_some() => "connected",
+        Some(s) if s.connected() => "connected",
         Some(_) => "disconnected",
     };
     let ok = routes.nodes() > 0;
