@@ -8,7 +8,7 @@ use common::*;
 use futures::SinkExt;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 
@@ -100,10 +100,7 @@ async fn a_client_that_never_reads_is_cut_over_the_byte_limit() {
     config.channel.outbox_bytes = 64 * 1024;
     let c = start(config).await;
     let api = c.comet.api();
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(1024).unwrap();
-    let mut slow = socket.connect(c.tcp()).await.unwrap();
-    slow.write_all(&cmd(&["sub", "Terry-Mao", "30"])).await.unwrap();
+    let mut slow = never_reading_sub(c.tcp(), "Terry-Mao").await;
     testkit::eventually("the subscriber to connect", Duration::from_secs(5), || async { c.comet.connections() == 1 })
         .await;
     tokio::time::sleep(Duration::from_millis(100)).await;

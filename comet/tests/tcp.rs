@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpSocket;
 
 #[tokio::test]
 async fn old_and_new_formats_byte_for_byte() {
@@ -206,11 +205,7 @@ async fn slow_consumer_is_closed_and_others_keep_receiving() {
     config.channel.outbox_bytes = 16 * 1024;
     let c = start(config).await;
     let api = c.comet.api();
-    // A client that never reads, with a tiny receive window.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(1024).unwrap();
-    let mut slow = socket.connect(c.tcp()).await.unwrap();
-    slow.write_all(&cmd(&["sub", "Terry-Mao", "30"])).await.unwrap();
+    let mut slow = never_reading_sub(c.tcp(), "Terry-Mao").await;
     let mut fast = tcp_sub(c.tcp(), &["sub", "Terry-Mao", "30"]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 

@@ -125,6 +125,16 @@ pub async fn until_closed(s: &mut TcpStream) -> Vec<u8> {
     all
 }
 
+/// Subscribes `key` (old format) from a socket with a tiny receive window that the test never
+/// reads: a slow consumer.
+pub async fn never_reading_sub(addr: SocketAddr, key: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(1024).expect("SO_RCVBUF");
+    let mut slow = socket.connect(addr).await.expect("connect");
+    slow.write_all(&cmd(&["sub", key, "30"])).await.expect("send");
+    slow
+}
+
 /// Subscribes over TCP and checks `+h\r\n`.
 pub async fn tcp_sub(addr: SocketAddr, args: &[&str]) -> TcpStream {
     let mut s = tcp_send(addr, &cmd(args)).await;
