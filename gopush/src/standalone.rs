@@ -76,7 +76,12 @@ impl Standalone {
         tx.send_replace(Arc::new(CometMembership::fixed([(node, info.clone())])));
 
         let api = comet.api();
-        let deps = WebDeps { membership: rx, messages: store, comets: Arc::new(move |_| api.clone()), session: None };
+        let deps = WebDeps {
+            membership: rx,
+            messages: store,
+            comets: Arc::new(move |_| web::CometHandle::local(api.clone())),
+            session: None,
+        };
         let web = match Web::start(config.web, deps).await {
             Ok(web) => web,
             Err(e) => {

@@ -20,5 +20,5 @@ mod state;
 pub use admin::DEFAULT_TOKEN_SECS;
 pub use config::{BaseConfig, WebConfig};
 pub use error::WebError;
-pub use routing::{CometFactory, remote_comets};
+pub use routing::{CometFactory, CometHandle, remote_comets};
 pub use server::{Web, WebDeps};

@@ -10,34 +10,41 @@ use cluster::node::Instance;
 use cluster::pool::{RemoteComet, RpcConfig};
 use cluster::rpc::{SharedComet, Unavailable};
 use ring::{HashKind, Ring};
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::info;
 
-/// Makes the `CometApi` handle for a comet instance (remote in a cluster, in-process standalone).
-pub type CometFactory = Arc<dyn Fn(&Instance) -> SharedComet + Send + Sync>;
+/// Makes the handle of a comet instance (remote in a cluster, in-process standalone).
+pub type CometFactory = Arc<dyn Fn(&Instance) -> CometHandle + Send + Sync>;
 
-thread_local! {
-    /// The [`RemoteComet`] that [`remote_comets`] made last on this thread. A [`CometFactory`]
-    /// returns only the `CometApi` handle (test doubles and standalone's in-process comet have no
-    /// endpoint), so [`Routes::build`] picks the endpoint up here right after calling the factory,
-    /// to read the one failure count the endpoint keeps for pruning.
-    static MADE: RefCell<Option<Arc<RemoteComet>>> = const { RefCell::new(None) };
+/// What reaches one comet instance: its `CometApi`, and for a remote one the client whose
+/// endpoint counts consecutive failed calls and pings, which pruning reads.
+#[derive(Clone)]
+pub struct CometHandle {
+    comet: SharedComet,
+    remote: Option<Arc<RemoteComet>>,
+}
+
+impl CometHandle {
+    /// A comet reached in-process (standalone) or a test double: never pruned.
+    pub fn local(comet: SharedComet) -> CometHandle {
+        CometHandle { comet, remote: None }
+    }
+
+    /// A comet reached over RPC.
+    pub fn remote(remote: Arc<RemoteComet>) -> CometHandle {
+        CometHandle { comet: remote.clone(), remote: Some(remote) }
+    }
 }
 
 /// The default factory: a [`RemoteComet`] at the instance's first advertised RPC address.
 pub fn remote_comets(rpc: RpcConfig) -> CometFactory {
-    Arc::new(move |instance: &Instance| -> SharedComet {
+    Arc::new(move |instance: &Instance| -> CometHandle {
         match instance.info.rpc.first() {
-            Some(addr) => {
-                let remote = Arc::new(RemoteComet::new(addr.clone(), rpc.clone()));
-                MADE.with(|made| *made.borrow_mut() = Some(remote.clone()));
-                remote
-            }
+            Some(addr) => CometHandle::remote(Arc::new(RemoteComet::new(addr.clone(), rpc.clone()))),
             // A comet instance that advertises no RPC address: every call fails as unreachable.
-            None => Arc::new(Unavailable),
+            None => CometHandle::local(Arc::new(Unavailable)),
         }
     })
 }
@@ -52,23 +59,6 @@ pub(crate) struct Target {
     /// The same handle as a remote client, whose endpoint counts consecutive failed calls and
     /// pings; `None` for handles that are not remote, which are never pruned.
     pub(crate) remote: Option<Arc<RemoteComet>>,
-}
-
-/// A handle kept across routing snapshots.
-#[derive(Clone)]
-pub(crate) struct Handle {
-    comet: SharedComet,
-    remote: Option<Arc<RemoteComet>>,
-}
-
-impl Handle {
-    /// Makes the handle of `instance` with `factory`, keeping its endpoint if it is remote.
-    fn make(factory: &CometFactory, instance: &Instance) -> Handle {
-        MADE.with(|made| made.borrow_mut().take());
-        let comet = factory(instance);
-        let remote = MADE.with(|made| made.borrow_mut().take());
-        Handle { comet, remote }
-    }
 }
 
 /// An immutable routing snapshot, rebuilt on every membership change.
@@ -86,12 +76,12 @@ impl Routes {
     pub(crate) fn build(
         membership: &CometMembership,
         hash: HashKind,
-        handles: &mut HashMap<String, Handle>,
+        handles: &mut HashMap<String, CometHandle>,
         factory: &CometFactory,
     ) -> Routes {
         let mut fresh = HashMap::new();
         let mut target = |instance: &Instance| {
-            let handle = handles.get(&instance.path).cloned().unwrap_or_else(|| Handle::make(factory, instance));
+            let handle = handles.get(&instance.path).cloned().unwrap_or_else(|| factory(instance));
             fresh.insert(instance.path.clone(), handle.clone());
             Target { instance: instance.clone(), comet: handle.comet, remote: handle.remote }
         };
@@ -198,9 +188,9 @@ mod tests {
     fn counting() -> (CometFactory, Arc<AtomicUsize>) {
         let made = Arc::new(AtomicUsize::new(0));
         let m = made.clone();
-        let f: CometFactory = Arc::new(move |_: &Instance| -> SharedComet {
+        let f: CometFactory = Arc::new(move |_: &Instance| -> CometHandle {
             m.fetch_add(1, Ordering::Relaxed);
-            Arc::new(Unavailable)
+            CometHandle::local(Arc::new(Unavailable))
         });
         (f, made)
     }

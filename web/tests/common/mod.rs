@@ -10,7 +10,7 @@ use cluster::rpc::SharedComet;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::watch;
-use web::{CometFactory, Web, WebConfig, WebDeps};
+use web::{CometFactory, CometHandle, Web, WebConfig, WebDeps};
 
 pub use cluster::testing::{CometCall, FakeComet, FakeStore};
 
@@ -66,12 +66,13 @@ pub async fn start_web(config: WebConfig, membership: CometMembership, store: Ar
     let comets: HashMap<String, Arc<FakeComet>> =
         membership.nodes.keys().map(|n| (n.clone(), FakeComet::new(n))).collect();
     let by_path = comets.clone();
-    let factory: CometFactory = Arc::new(move |i: &Instance| -> SharedComet {
+    let factory: CometFactory = Arc::new(move |i: &Instance| -> CometHandle {
         let name = i.path.strip_prefix("fixed:").unwrap_or(&i.path);
-        match by_path.get(name) {
+        let comet: SharedComet = match by_path.get(name) {
             Some(c) => c.clone(),
             None => FakeComet::new(name),
-        }
+        };
+        CometHandle::local(comet)
     });
     let (tx, rx) = watch::channel(Arc::new(membership));
     let deps = WebDeps { membership: rx, messages: store.clone(), comets: factory, session: None };
