@@ -253,9 +253,9 @@ impl Drop for Comet {
 
 /// Lets every client go when this comet can no longer be sure it owns their keys
 /// (docs/decisions.md#d22-no-split-brain): ZooKeeper unseen for longer than the session timeout
-/// (the session has expired there and web has moved the keys), or this comet's znode gone (web
-/// pruned it). No subscriptions are taken then; they are again once ZooKeeper answers and the
-/// registration is back, and the ring follower has seen it.
+/// (the session has expired there and web may have moved the keys), or this comet's znode gone
+/// (web pruned it). No subscriptions are taken then; they are again once ZooKeeper answers and
+/// the registration is back. Pushes are still taken, so a ZooKeeper outage loses no stored push.
 async fn guard_ownership(
     shared: Arc<Shared>,
     session: Session,

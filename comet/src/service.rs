@@ -45,7 +45,7 @@ impl CometService {
     async fn push_one(&self, key: String, msg: String, expire: u32, id: Option<String>) -> Result<Mid, CometError> {
         self.check_key(&key)?;
         let compacted = gojson::compact(&msg).ok_or(CometError::BadMessage)?;
-        if !self.shared.owns(&key) {
+        if !self.shared.ownership.owns(&key) {
             return Err(CometError::NotOwner);
         }
         let claim = match id {
@@ -147,7 +147,7 @@ impl CometService {
             if !seen.insert(key.clone()) {
                 continue;
             }
-            if self.check_key(&key).is_ok() && self.shared.owns(&key) {
+            if self.check_key(&key).is_ok() && self.shared.ownership.owns(&key) {
                 owned.push(key);
             } else {
                 failed.push(key);
@@ -186,7 +186,7 @@ impl CometService {
         if token.is_empty() || token.len() > MAX_TOKEN {
             return Err(CometError::BadToken);
         }
-        if !self.shared.owns(&key) {
+        if !self.shared.ownership.owns(&key) {
             return Err(CometError::NotOwner);
         }
         self.shared.messages.add_token(key.clone(), token.clone(), expire_secs).await.map_err(CometError::Store)?;

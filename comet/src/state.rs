@@ -73,7 +73,9 @@ impl Shared {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// Whether `key` is this comet's to serve now: on its ring and not cut off from ZooKeeper.
+    /// Whether a subscription for `key` may be taken now: on this comet's ring and not cut off from
+    /// ZooKeeper. Pushes only need the ring: storing a push is right on any comet, and delivery
+    /// reaches only clients subscribed here.
     pub fn owns(&self, key: &str) -> bool {
         !self.cut_off.load(Ordering::Relaxed) && self.ownership.owns(key)
     }

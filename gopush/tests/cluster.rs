@@ -490,8 +490,9 @@ async fn concurrent_stored_pushes_arrive_in_mid_order_and_a_repeated_id_applies_
     assert!(subs.iter().any(|s| s.server == cluster.comet("node1").tcp()), "some keys on node1");
     assert!(subs.iter().any(|s| s.server == cluster.comet("node2").tcp()), "some keys on node2");
 
-    // Three publishers, 300 stored pushes each, interleaved over the ten keys.
-    const PER_PUBLISHER: usize = 300;
+    // Three publishers, 900 stored pushes each, interleaved over the ten keys: before pushes took
+    // their place in the key's line, this gave tens of inversions per 900 pushes.
+    const PER_PUBLISHER: usize = 900;
     let publishers = (0..3).map(|p| {
         let (admin, keys) = (admin.clone(), keys.clone());
         tokio::spawn(async move {
