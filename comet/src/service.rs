@@ -55,8 +55,12 @@ impl CometService {
             },
             None => None,
         };
-        let outcome =
-            self.detached(move |this| async move { this.store_and_deliver(key, compacted, msg, expire).await }).await;
+        let outcome = if expire == 0 {
+            // Nothing to save, so no await that a passed deadline could cut in half: no task needed.
+            self.store_and_deliver(key, compacted, msg, expire).await
+        } else {
+            self.detached(move |this| async move { this.store_and_deliver(key, compacted, msg, expire).await }).await
+        };
         if let Some(running) = claim {
             running.finish(outcome.clone().map(Answer::One));
         }
@@ -125,9 +129,12 @@ impl CometService {
             },
             None => None,
         };
-        let outcome = self
-            .detached(move |this| async move { this.store_and_deliver_many(keys, compacted, msg, expire).await })
-            .await;
+        let outcome = if expire == 0 {
+            self.store_and_deliver_many(keys, compacted, msg, expire).await
+        } else {
+            self.detached(move |this| async move { this.store_and_deliver_many(keys, compacted, msg, expire).await })
+                .await
+        };
         if let Some(running) = claim {
             running.finish(outcome.clone().map(Answer::Many));
         }
