@@ -1,0 +1,23 @@
+//! How long a session takes to answer again once ZooKeeper returns after a 30 s outage with the
+//! default 30 s session timeout: printed, and bounded to catch a hang. Today the client library's
+//! own reconnect back-off decides it (about 11 s here); docs/decisions.md#d22-no-split-brain says
+//! what is left to do.
+
+use cluster::{Session, ZkConfig};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_answers_again_after_a_long_outage() {
+    let Some(mut zk) = testkit::ZkServer::start() else { return };
+    let session = Session::start(ZkConfig { addr: zk.addr(), ..ZkConfig::default() });
+    tokio::time::timeout(Duration::from_secs(30), session.live()).await.expect("a first session");
+    assert!(session.connected());
+
+    zk.stop();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(!session.connected(), "the outage is seen");
+    zk.start_again();
+    let back = Instant::now();
+    testkit::eventually("the session to answer again", Duration::from_secs(60), || async { session.connected() }).await;
+    eprintln!("zookeeper answered again {:?} after the server did", back.elapsed());
+}
