@@ -3,7 +3,7 @@
 //! for it if it still runs) and is neither stored nor delivered again. A failed push frees its id,
 //! so a retry after a clear failure really retries. Bounded in time and in count.
 
-use cluster::rpc::{CometError, Mid, PushPrivatesReply};
+use cluster::rpc::CometError;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,62 +14,54 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(10 * 60);
 /// Most ids remembered at once; the oldest are forgotten first.
 pub(crate) const CAPACITY: usize = 100_000;
 
-/// What a push answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Answer {
-    /// `push_private`'s mid.
-    One(Mid),
-    /// `push_privates`' reply.
-    Many(PushPrivatesReply),
+type Outcome<T> = Result<T, CometError>;
+
+enum Entry<T> {
+    Running(watch::Receiver<Option<Outcome<T>>>),
+    Done(T),
 }
 
-type Outcome = Result<Answer, CometError>;
-
-enum Entry {
-    Running(watch::Receiver<Option<Outcome>>),
-    Done(Answer),
+/// The ids seen recently by one kind of push, with the answer `T` that kind gives.
+pub(crate) struct Replays<T> {
+    inner: Mutex<Inner<T>>,
 }
 
-/// The ids seen recently.
-pub(crate) struct Replays {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    ids: HashMap<String, Entry>,
+struct Inner<T> {
+    ids: HashMap<String, Entry<T>>,
     // When each id was claimed, oldest first, for expiry and the count bound.
     order: VecDeque<(Instant, String)>,
 }
 
 /// The outcome of claiming an id.
-pub(crate) enum Claim<'a> {
+pub(crate) enum Claim<'a, T> {
     /// The id is new: run the push, then [`Running::finish`].
-    First(Running<'a>),
+    First(Running<'a, T>),
     /// The id was seen: this is the first push's answer.
-    Repeat(Outcome),
+    Repeat(Outcome<T>),
 }
 
 /// A claimed id whose push runs. Dropped without an answer, the id is freed.
-pub(crate) struct Running<'a> {
-    replays: &'a Replays,
+pub(crate) struct Running<'a, T> {
+    replays: &'a Replays<T>,
     id: String,
-    tx: watch::Sender<Option<Outcome>>,
+    tx: watch::Sender<Option<Outcome<T>>>,
     finished: bool,
 }
 
-impl Replays {
-    /// Nothing seen yet.
-    pub fn new() -> Replays {
-        Replays { inner: Mutex::new(Inner::default()) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+impl<T> Replays<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<T>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<T: Clone> Replays<T> {
+    /// Nothing seen yet.
+    pub fn new() -> Replays<T> {
+        Replays { inner: Mutex::new(Inner { ids: HashMap::new(), order: VecDeque::new() }) }
     }
 
     /// Claims `id`, or waits for and returns the answer of the push that claimed it first.
-    pub async fn claim(&self, id: String) -> Claim<'_> {
+    pub async fn claim(&self, id: String) -> Claim<'_, T> {
         let mut rx = {
             let mut inner = self.lock();
             inner.expire(Instant::now());
@@ -97,7 +89,7 @@ impl Replays {
     }
 }
 
-impl Inner {
+impl<T> Inner<T> {
     fn expire(&mut self, now: Instant) {
         while let Some((at, _)) = self.order.front() {
             if now.duration_since(*at) < WINDOW && self.order.len() <= CAPACITY {
@@ -112,9 +104,9 @@ impl Inner {
     }
 }
 
-impl Running<'_> {
+impl<T: Clone> Running<'_, T> {
     /// Records the push's answer and hands it to repeats waiting for it. A failure frees the id.
-    pub fn finish(mut self, outcome: Outcome) {
+    pub fn finish(mut self, outcome: Outcome<T>) {
         self.finished = true;
         {
             let mut inner = self.replays.lock();
@@ -127,7 +119,7 @@ impl Running<'_> {
     }
 }
 
-impl Drop for Running<'_> {
+impl<T> Drop for Running<'_, T> {
     fn drop(&mut self) {
         if !self.finished {
             self.replays.lock().ids.remove(&self.id);
@@ -142,7 +134,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_repeat_gets_the_first_answer_and_a_failure_frees_the_id() {
-        let r = Replays::new();
+        let r = Replays::<i64>::new();
         let Claim::First(first) = r.claim("a".into()).await else { panic!("new id") };
         let waiting = async {
             match r.claim("a".into()).await {
@@ -150,9 +142,9 @@ mod tests {
                 Claim::First(_) => panic!("claimed twice"),
             }
         };
-        let (answer, ()) = tokio::join!(waiting, async { first.finish(Ok(Answer::One(7))) });
-        assert_eq!(answer, Ok(Answer::One(7)), "a repeat that waited");
-        assert!(matches!(r.claim("a".into()).await, Claim::Repeat(Ok(Answer::One(7)))));
+        let (answer, ()) = tokio::join!(waiting, async { first.finish(Ok(7)) });
+        assert_eq!(answer, Ok(7), "a repeat that waited");
+        assert!(matches!(r.claim("a".into()).await, Claim::Repeat(Ok(7))));
 
         let Claim::First(b) = r.claim("b".into()).await else { panic!("new id") };
         b.finish(Err(CometError::NotOwner));

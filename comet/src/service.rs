@@ -7,7 +7,7 @@
 use crate::bucket::Delivery;
 use crate::frame::Frames;
 use crate::metrics as m;
-use crate::replay::{Answer, Claim};
+use crate::replay::{Claim, Replays};
 use crate::state::Shared;
 use cluster::gojson;
 use cluster::rpc::{BoxFuture, CometApi, CometError, CometStatus, Mid, PushPrivatesReply};
@@ -48,35 +48,44 @@ impl CometService {
         if !self.shared.ownership.owns(&key) {
             return Err(CometError::NotOwner);
         }
-        let claim = match id {
-            Some(id) => match self.shared.replays.claim(format!("p\0{key}\0{id}")).await {
-                Claim::Repeat(outcome) => return outcome.map(|a| if let Answer::One(mid) = a { mid } else { 0 }),
+        // Ids are scoped by key: publishers need not make them unique across keys.
+        let id = id.map(|id| format!("{key}\0{id}"));
+        let push = move |this: CometService| async move { this.store_and_deliver(key, compacted, msg, expire).await };
+        self.once(&self.shared.replayed_pushes, id, expire > 0, push).await
+    }
+
+    /// Runs a push at most once per publisher id (a repeat gets the first answer), and with
+    /// `saving` to its end even if the caller stops waiting: a passed RPC deadline drops the
+    /// handler, and a save that started must still be followed by its delivery in order, and its
+    /// answer be known to a retry. A push that saves nothing has no await to cut, so no task.
+    async fn once<T, F, Fut>(
+        &self,
+        replays: &Replays<T>,
+        id: Option<String>,
+        saving: bool,
+        push: F,
+    ) -> Result<T, CometError>
+    where
+        T: Clone + Send + 'static,
+        F: FnOnce(CometService) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CometError>> + Send + 'static,
+    {
+        let running = match id {
+            Some(id) => match replays.claim(id).await {
+                Claim::Repeat(outcome) => return outcome,
                 Claim::First(running) => Some(running),
             },
             None => None,
         };
-        let outcome = if expire == 0 {
-            // Nothing to save, so no await that a passed deadline could cut in half: no task needed.
-            self.store_and_deliver(key, compacted, msg, expire).await
+        let outcome = if saving {
+            tokio::spawn(push(self.clone())).await.unwrap_or(Err(CometError::Unreachable))
         } else {
-            self.detached(move |this| async move { this.store_and_deliver(key, compacted, msg, expire).await }).await
+            push(self.clone()).await
         };
-        if let Some(running) = claim {
-            running.finish(outcome.clone().map(Answer::One));
+        if let Some(running) = running {
+            running.finish(outcome.clone());
         }
         outcome
-    }
-
-    /// Runs `work` to its end even if the caller stops waiting (a passed RPC deadline drops the
-    /// handler): a save that started is then followed by its delivery in order, and the id's
-    /// answer is known to a retry.
-    async fn detached<T, F, Fut>(&self, work: F) -> Result<T, CometError>
-    where
-        T: Send + 'static,
-        F: FnOnce(CometService) -> Fut,
-        Fut: std::future::Future<Output = Result<T, CometError>> + Send + 'static,
-    {
-        tokio::spawn(work(self.clone())).await.unwrap_or(Err(CometError::Unreachable))
     }
 
     /// The one ordered step: a mid and the key's place, then the save, then delivery in place.
@@ -119,26 +128,9 @@ impl CometService {
         id: Option<String>,
     ) -> Result<PushPrivatesReply, CometError> {
         let compacted = gojson::compact(&msg).ok_or(CometError::BadMessage)?;
-        let claim = match id {
-            Some(id) => match self.shared.replays.claim(format!("m\0{id}")).await {
-                Claim::Repeat(outcome) => {
-                    return outcome
-                        .map(|a| if let Answer::Many(reply) = a { reply } else { PushPrivatesReply::default() });
-                }
-                Claim::First(running) => Some(running),
-            },
-            None => None,
-        };
-        let outcome = if expire == 0 {
-            self.store_and_deliver_many(keys, compacted, msg, expire).await
-        } else {
-            self.detached(move |this| async move { this.store_and_deliver_many(keys, compacted, msg, expire).await })
-                .await
-        };
-        if let Some(running) = claim {
-            running.finish(outcome.clone().map(Answer::Many));
-        }
-        outcome
+        let push =
+            move |this: CometService| async move { this.store_and_deliver_many(keys, compacted, msg, expire).await };
+        self.once(&self.shared.replayed_multi_pushes, id, expire > 0, push).await
     }
 
     async fn store_and_deliver_many(

@@ -9,7 +9,7 @@ use crate::mid::Mids;
 use crate::order::Sequencer;
 use crate::ownership::Ownership;
 use crate::replay::Replays;
-use cluster::rpc::{CometStatus, SharedMessages};
+use cluster::rpc::{CometStatus, Mid, PushPrivatesReply, SharedMessages};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -25,8 +25,10 @@ pub(crate) struct Shared {
     pub mids: Mids,
     /// Each key's pushes in mid order while saves run.
     pub order: Sequencer,
-    /// Publisher idempotency ids seen recently.
-    pub replays: Replays,
+    /// Publisher idempotency ids of `push_private`, scoped by key, with the mids they got.
+    pub replayed_pushes: Replays<Mid>,
+    /// Publisher idempotency ids of `push_privates`, with the replies they got.
+    pub replayed_multi_pushes: Replays<PushPrivatesReply>,
     /// Where messages and tokens are stored.
     pub messages: SharedMessages,
     /// Open client connections, handshakes included; changed only through `admission::Slot`.
@@ -48,7 +50,8 @@ impl Shared {
             ownership: Ownership::new(config.node.name.clone(), config.ring_hash),
             mids: Mids::new(),
             order: Sequencer::new(),
-            replays: Replays::new(),
+            replayed_pushes: Replays::new(),
+            replayed_multi_pushes: Replays::new(),
             messages,
             connections: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
