@@ -8,7 +8,7 @@ use crate::frame::Frames;
 use crate::mid::Mids;
 use cluster::rpc::Mid;
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -17,7 +17,7 @@ const STRIPES: usize = 64;
 
 /// The lines of every key with a save in flight.
 pub(crate) struct Sequencer {
-    stripes: Vec<Mutex<HashMap<String, VecDeque<Slot>>>>,
+    stripes: Vec<Mutex<Lines>>,
     hasher: RandomState,
 }
 
@@ -38,6 +38,24 @@ enum State {
 /// Hands one message to the connections of one key.
 pub(crate) type Deliver<'a> = &'a dyn Fn(&str, &Frames);
 
+type Lines = HashMap<String, VecDeque<Slot>>;
+
+/// The stripes one step holds, and the step's keys with their stripes.
+struct Locked<'a, 'k> {
+    keys: Vec<(&'k String, usize)>,
+    // Sorted by stripe index.
+    guards: Vec<(usize, MutexGuard<'a, Lines>)>,
+}
+
+impl<'k> Locked<'_, 'k> {
+    /// The `i`th key and the lines of its stripe (which [`Sequencer::lock`] locked).
+    fn lines(&mut self, i: usize) -> (&'k String, &mut Lines) {
+        let (key, stripe) = self.keys[i];
+        let at = self.guards.partition_point(|(s, _)| *s < stripe);
+        (key, &mut self.guards[at].1)
+    }
+}
+
 impl Sequencer {
     /// No lines.
     pub fn new() -> Sequencer {
@@ -48,11 +66,17 @@ impl Sequencer {
         (self.hasher.hash_one(key) as usize) % self.stripes.len()
     }
 
-    /// Locks the stripes of `keys` in index order (so two multi-key pushes cannot deadlock).
-    fn lock(&self, keys: &[String]) -> HashMap<usize, MutexGuard<'_, HashMap<String, VecDeque<Slot>>>> {
-        let wanted: BTreeSet<usize> = keys.iter().map(|k| self.stripe(k)).collect();
+    /// Locks the stripes of `keys` in index order (so two multi-key pushes cannot deadlock) and
+    /// pairs each key with its stripe, so a key is hashed once per step.
+    fn lock<'k>(&self, keys: impl Iterator<Item = &'k String>) -> Locked<'_, 'k> {
+        let keys: Vec<(&String, usize)> = keys.map(|k| (k, self.stripe(k))).collect();
+        let mut wanted: Vec<usize> = keys.iter().map(|(_, s)| *s).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
         // A poisoned stripe only means a panic elsewhere mid-update; its lines are still usable.
-        wanted.into_iter().map(|i| (i, self.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))).collect()
+        let guards =
+            wanted.into_iter().map(|i| (i, self.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))).collect();
+        Locked { keys, guards }
     }
 
     /// Gives `keys` the next mid and builds the message's frames with it. With `saving`, every key
@@ -66,11 +90,11 @@ impl Sequencer {
         build: impl FnOnce(Mid) -> Frames,
         deliver: Deliver<'_>,
     ) -> (Mid, Arc<Frames>) {
-        let mut guards = self.lock(keys);
+        let mut locked = self.lock(keys.iter());
         let mid = mids.next();
         let frames = Arc::new(build(mid));
-        for key in keys {
-            let Some(lines) = guards.get_mut(&self.stripe(key)) else { continue };
+        for i in 0..locked.keys.len() {
+            let (key, lines) = locked.lines(i);
             match (saving, lines.get_mut(key.as_str())) {
                 (true, Some(line)) => line.push_back(Slot { mid, state: State::Saving }),
                 (true, None) => {
@@ -86,25 +110,24 @@ impl Sequencer {
     /// The save of message `mid` ended: it is delivered to `saved` keys in its place, given up for
     /// the others, and whatever waited behind it is delivered in turn.
     pub fn finish(&self, saved: &[String], failed: &[String], mid: Mid, frames: &Arc<Frames>, deliver: Deliver<'_>) {
-        let mut guards = self.lock(&[saved, failed].concat());
-        for (keys, outcome) in [(saved, Some(frames)), (failed, None)] {
-            for key in keys {
-                let Some(lines) = guards.get_mut(&self.stripe(key)) else { continue };
-                let Some(line) = lines.get_mut(key.as_str()) else { continue };
-                if let Some(slot) = line.iter_mut().find(|s| s.mid == mid && matches!(s.state, State::Saving)) {
-                    slot.state = outcome.map_or(State::Dropped, |f| State::Ready(f.clone()));
+        let mut locked = self.lock(saved.iter().chain(failed));
+        for i in 0..locked.keys.len() {
+            let outcome = if i < saved.len() { Some(frames) } else { None };
+            let (key, lines) = locked.lines(i);
+            let Some(line) = lines.get_mut(key.as_str()) else { continue };
+            if let Some(slot) = line.iter_mut().find(|s| s.mid == mid && matches!(s.state, State::Saving)) {
+                slot.state = outcome.map_or(State::Dropped, |f| State::Ready(f.clone()));
+            }
+            while let Some(front) = line.front() {
+                match &front.state {
+                    State::Saving => break,
+                    State::Ready(f) => deliver(key, f),
+                    State::Dropped => {}
                 }
-                while let Some(front) = line.front() {
-                    match &front.state {
-                        State::Saving => break,
-                        State::Ready(f) => deliver(key, f),
-                        State::Dropped => {}
-                    }
-                    line.pop_front();
-                }
-                if line.is_empty() {
-                    lines.remove(key.as_str());
-                }
+                line.pop_front();
+            }
+            if line.is_empty() {
+                lines.remove(key.as_str());
             }
         }
     }
