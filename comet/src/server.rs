@@ -342,9 +342,13 @@ fn close_spread(conns: Vec<Arc<Conn>>, over: Duration) -> Option<JoinHandle<()>>
         let steps = conns.len().min(100);
         let per = conns.len().div_ceil(steps);
         let pause = over / steps as u32;
-        for chunk in conns.chunks(per) {
+        let mut chunks = conns.chunks(per).peekable();
+        while let Some(chunk) = chunks.next() {
             chunk.iter().for_each(|c| c.close());
-            tokio::time::sleep(pause).await;
+            // Nothing is left to spread after the last batch; waiting then only delays shutdown.
+            if chunks.peek().is_some() {
+                tokio::time::sleep(pause).await;
+            }
         }
     }))
 }
