@@ -124,10 +124,78 @@ const SLOW_CONNECT: Duration = Duration::from_secs(2);
 
 async fn keep_session(config: ZkConfig, tx: watch::Sender<Option<Live>>, up: Arc<AtomicBool>) {
     let mut generation = 0u64;
-    let mut backoff = Duration::from_millis(100);
     // Operators need to hear about an outage once, not once per retry every few seconds.
     let mut link = Link::default();
     let addr = config.addr.as_str();
+    // A client the rescue below already connected, to be published as the next generation.
+    let mut rescued: Option<zk::Client> = None;
+    loop {
+        let client = match rescued.take() {
+            Some(client) => client,
+            None => connect(&config, &mut link).await,
+        };
+        generation += 1;
+        let session = client.session_id();
+        match link.up() {
+            Some(after) => {
+                info!(addr, generation, ?session, ?after, "zookeeper session established (reachable again)")
+            }
+            None => info!(addr, generation, ?session, "zookeeper session established"),
+        }
+        let mut state = client.state_watcher();
+        up.store(true, Ordering::Relaxed);
+        tx.send_replace(Some(Live { client: client.clone(), generation }));
+        let mut lost_since: Option<Instant> = None;
+        loop {
+            let rescue = async {
+                match lost_since {
+                    Some(since) => rescue(&config, since).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                s = state.changed() => {
+                    if s.is_terminated() {
+                        warn!(addr, state = ?s, "zookeeper session ended; starting a new one");
+                        break;
+                    }
+                    match s {
+                        zk::SessionState::Disconnected => {
+                            up.store(false, Ordering::Relaxed);
+                            lost_since = lost_since.or(Some(Instant::now()));
+                            link.down(addr, "connection lost");
+                        }
+                        zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                            up.store(true, Ordering::Relaxed);
+                            lost_since = None;
+                            if let Some(after) = link.up() {
+                                info!(addr, ?after, "zookeeper reachable again; session kept");
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                fresh = rescue => {
+                    warn!(
+                        addr,
+                        old = ?session,
+                        "zookeeper answers again but the session, unseen past its timeout, has not come back; \
+                         replacing it with a new one"
+                    );
+                    rescued = Some(fresh);
+                    break;
+                }
+            }
+        }
+        up.store(false, Ordering::Relaxed);
+        tx.send_replace(None);
+    }
+}
+
+/// Connects a new session, retrying with a capped back-off until one is established.
+async fn connect(config: &ZkConfig, link: &mut Link) -> zk::Client {
+    let addr = config.addr.as_str();
+    let mut backoff = Duration::from_millis(100);
     loop {
         let connecting = zk::Client::connector()
             .with_session_timeout(config.timeout)
@@ -142,49 +210,45 @@ async fn keep_session(config: ZkConfig, tx: watch::Sender<Option<Live>>, up: Arc
             }
         };
         match connected {
-            Ok(client) => {
-                generation += 1;
-                backoff = Duration::from_millis(100);
-                let session = client.session_id();
-                match link.up() {
-                    Some(after) => {
-                        info!(addr, generation, ?session, ?after, "zookeeper session established (reachable again)")
-                    }
-                    None => info!(addr, generation, ?session, "zookeeper session established"),
-                }
-                let mut state = client.state_watcher();
-                up.store(true, Ordering::Relaxed);
-                tx.send_replace(Some(Live { client: client.clone(), generation }));
-                loop {
-                    let s = state.changed().await;
-                    if s.is_terminated() {
-                        warn!(addr, state = ?s, "zookeeper session ended; starting a new one");
-                        break;
-                    }
-                    match s {
-                        zk::SessionState::Disconnected => {
-                            up.store(false, Ordering::Relaxed);
-                            link.down(addr, "connection lost");
-                        }
-                        zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-                            up.store(true, Ordering::Relaxed);
-                            if let Some(after) = link.up() {
-                                info!(addr, ?after, "zookeeper reachable again; session kept");
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                up.store(false, Ordering::Relaxed);
-                tx.send_replace(None);
-            }
+            Ok(client) => return client,
             Err(e) => {
                 link.down(addr, &e.to_string());
                 debug!(addr, error = %e, "cannot reach zookeeper; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(3));
+                backoff = (backoff * 2).min(RESCUE_BACKOFF);
             }
         }
+    }
+}
+
+/// Longest pause between two attempts at a new session.
+const RESCUE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Once a session has been unseen for longer than its timeout, tries a new session every second at
+/// most and returns the first one established.
+///
+/// Until then the client library resumes the session itself, but its back-off doubles with every
+/// failed attempt: after a 30 s outage it waited ~11 s more before trying again, and a comet cut off
+/// for the whole outage took no subscriptions meanwhile. Past the timeout the server has expired the
+/// session, or will drop it soon after it comes back, so a new one loses nothing: the abandoned
+/// client ends its own session when it next connects, and registration removes the old znode.
+async fn rescue(config: &ZkConfig, lost_since: Instant) -> zk::Client {
+    tokio::time::sleep_until((lost_since + config.timeout).into()).await;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let attempt = zk::Client::connector()
+            .with_session_timeout(config.timeout)
+            .with_connection_timeout(config.timeout.min(Duration::from_secs(2)))
+            // One pass over the ensemble, then our own back-off, not the library's doubling one.
+            .with_fail_eagerly()
+            .connect(&config.addr)
+            .await;
+        match attempt {
+            Ok(client) => return client,
+            Err(e) => debug!(addr = %config.addr, error = %e, "no new session yet; retrying in {backoff:?}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RESCUE_BACKOFF);
     }
 }
 
