@@ -537,3 +537,97 @@ async fn concurrent_stored_pushes_arrive_in_mid_order_and_a_repeated_id_applies_
     assert_eq!(stored.iter().filter(|m| **m == once).count(), 1, "one stored copy");
     assert_eq!(stored.last(), Some(&once), "and nothing after it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comet_cut_off_from_zookeeper_hands_its_clients_to_the_new_owner() {
+    let Some(zk) = testkit::zk_addr() else { return };
+    let Some(redis) = testkit::redis_addrs() else { return };
+    let mut cluster = Cluster::start(&zk, &redis, &["node2"]).await;
+    // Only node1's path to ZooKeeper runs through the proxy: web, message and node2 keep seeing it,
+    // and web can still call node1. Its clients can reach it too, the case where a comet that kept
+    // them would hold subscribers no push reaches once web has moved their keys.
+    let proxy = testkit::TcpProxy::start(&zk);
+    cluster.add_comet_via(&proxy.addr(), "node1").await;
+    let (public, admin) = (cluster.public(), cluster.admin());
+    let (node1, node2) = (cluster.comet("node1").tcp(), cluster.comet("node2").tcp());
+    let keys = keys_owned_by(&["node1", "node2"], "node1", "cut", 3);
+    let mut subs = Vec::new();
+    for k in &keys {
+        let s = TcpSub::subscribe(&public, k, Some("1.0")).await;
+        assert_eq!(s.server, node1, "{k} starts on node1");
+        subs.push(s);
+    }
+    let mut ws = WsSub::subscribe(&public, &keys[0], Some("1")).await;
+    assert_eq!(ws.server, cluster.comet("node1").ws());
+
+    let cut = Instant::now();
+    proxy.cut();
+    for (k, s) in keys.iter().zip(subs.iter_mut()) {
+        assert!(s.closed_within(NOTICE).await, "node1 lets {k} go once ZooKeeper is unseen past the session timeout");
+    }
+    assert!(ws.closed_within(NOTICE).await, "node1 lets its WebSocket client go too");
+    let let_go = cut.elapsed();
+    for k in &keys {
+        eventually(&format!("web to route {k} to node2"), NOTICE, || async {
+            server_get(&public, k, 2).await.as_deref() == Some(node2.as_str())
+        })
+        .await;
+    }
+    let moved = cut.elapsed();
+    for (k, s) in keys.iter().zip(subs.iter_mut()) {
+        *s = TcpSub::subscribe(&public, k, Some("1.0")).await;
+        assert_eq!(s.server, node2, "{k} reconnects to the new owner");
+        assert_eq!(push(&admin, k, 0, r#"{"after":"cut"}"#).await, Some(0));
+        assert_eq!(s.message(WAIT).await["msg"], json!({"after": "cut"}), "a later push reaches {k} on node2");
+    }
+
+    // Healed, node1 registers in a new session and takes its keys back.
+    proxy.heal();
+    let healed = Instant::now();
+    eventually("web to route the keys to node1 again", NOTICE, || async {
+        server_get(&public, &keys[0], 2).await.as_deref() == Some(node1.as_str())
+    })
+    .await;
+    let back = healed.elapsed();
+    let mut again = TcpSub::subscribe(&public, &keys[0], Some("1.0")).await;
+    assert_eq!(again.server, node1);
+    assert_eq!(push(&admin, &keys[0], 0, r#"{"after":"heal"}"#).await, Some(0));
+    assert_eq!(again.message(WAIT).await["msg"], json!({"after": "heal"}));
+    eprintln!(
+        "path cut: clients let go after {let_go:?}, keys routed to node2 after {moved:?}; \
+         healed: routed to node1 again after {back:?}"
+    );
+    cluster.assert_alive();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_retried_with_its_id_after_the_comet_hung_applies_once() {
+    let Some(zk) = testkit::zk_addr() else { return };
+    let Some(redis) = testkit::redis_addrs() else { return };
+    // Web prunes a comet only after 20 missed pings (6 s), longer than the hang: the retry must
+    // reach the comet that remembers the id (a key that moved meanwhile is another comet's).
+    let cluster = Cluster::start_with(&zk, &redis, &["node1"], 20).await;
+    let (public, admin) = (cluster.public(), cluster.admin());
+    let key = testkit::unique_name("hung");
+    let mut sub = TcpSub::subscribe(&public, &key, Some("1.0")).await;
+    let comet = &cluster.comet("node1").proc;
+    let path = format!("/1/admin/push/private?key={key}&expire=600&id={key}-1");
+
+    comet.signal("STOP");
+    let first = post(&admin, &path, "application/json", r#"{"hung":1}"#).await;
+    comet.signal("CONT");
+    let first = first.expect("web answers while the comet hangs");
+    // Web gave up at its RPC deadline, so the publisher cannot know whether the push was applied:
+    // the comet runs it once it wakes up.
+    assert_eq!(ret(&serde_json::from_slice(first.body_bytes()).expect("json")), 65535, "{}", first.body());
+    let second = post(&admin, &path, "application/json", r#"{"hung":1}"#).await.expect("the retry");
+    assert_eq!(second.body(), r#"{"ret":0}"#, "the retry is acknowledged");
+
+    let delivered = sub.message(WAIT).await;
+    assert_eq!(delivered["msg"], json!({"hung": 1}));
+    let more = sub.next(Duration::from_millis(500)).await;
+    assert!(matches!(more, Next::Timeout), "one delivery, not two: {more:?}");
+    let stored = msg_get(&public, &key, 0).await;
+    assert_eq!(stored.len(), 1, "one stored copy: {stored:?}");
+    assert_eq!(stored[0].0, json!({"hung": 1}));
+}

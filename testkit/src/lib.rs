@@ -5,12 +5,14 @@
 //! panics; locally a test whose software is not installed is skipped with a `SKIPPED` line on
 //! stderr. Every process started here dies with the test binary, even when it is killed. Also the
 //! one bounded poller ([`wait_until`], [`eventually`]), the one HTTP test client ([`http`]) and the
-//! one process watchdog ([`Watched`]) every crate's tests use.
+//! one process watchdog ([`Watched`]) every crate's tests use, and a proxy that cuts one network
+//! path ([`TcpProxy`]).
 #![warn(missing_docs)]
 
 pub mod http;
 mod nginx;
 mod proc;
+mod proxy;
 mod redis;
 mod wait;
 mod zk;
@@ -24,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use nginx::Nginx;
 pub use proc::{Watched, free_port};
+pub use proxy::TcpProxy;
 pub use redis::RedisServer;
 pub(crate) use wait::poll as poll_until;
 pub use wait::{eventually, eventually_some, wait_until};

@@ -35,7 +35,7 @@ impl Zk {
 }
 
 /// Calls to other nodes: short deadlines and pings so dead nodes are noticed within a second.
-const RPC: &str = "[rpc]\nping = \"300ms\"\nping_failures = 3\ntimeout = \"2s\"\nconnect_timeout = \"500ms\"\n";
+pub const RPC: &str = "[rpc]\nping = \"300ms\"\nping_failures = 3\ntimeout = \"2s\"\nconnect_timeout = \"500ms\"\n";
 
 /// A comet's ports.
 #[derive(Clone, Debug)]
@@ -98,9 +98,10 @@ pub fn comet(zk: &Zk, node: &str, ports: &CometPorts) -> String {
     text
 }
 
-/// `web.toml`.
-pub fn web(zk: &Zk, ports: &WebPorts) -> String {
-    let text = format!("[base]\n{}\n{}\n{RPC}", ports.section(), zk.section());
+/// `web.toml`; web calls a comet dead after `ping_failures` missed 300 ms pings.
+pub fn web(zk: &Zk, ports: &WebPorts, ping_failures: u32) -> String {
+    let rpc = RPC.replace("ping_failures = 3", &format!("ping_failures = {ping_failures}"));
+    let text = format!("[base]\n{}\n{}\n{rpc}", ports.section(), zk.section());
     if let Err(e) = web::WebConfig::from_toml(&text) {
         panic!("the harness wrote a web config the web crate refuses: {e}\n{text}");
     }

@@ -79,6 +79,12 @@ impl Cluster {
     /// roots) and the Redis servers `redis` (a unique key prefix); returns when a push is stored
     /// and every comet is routed to by web.
     pub async fn start(zk_addr: &str, redis: &[String], nodes: &[&str]) -> Cluster {
+        Cluster::start_with(zk_addr, redis, nodes, 3).await
+    }
+
+    /// [`Cluster::start`] with web calling a comet dead only after `ping_failures` missed pings
+    /// (300 ms apart), for tests that pause a comet and must not see it pruned.
+    pub async fn start_with(zk_addr: &str, redis: &[String], nodes: &[&str], ping_failures: u32) -> Cluster {
         let dir = TempDir::new("cluster");
         let zk = Zk::unique(zk_addr);
         let (rpc, stat) = (testkit::free_port(), testkit::free_port());
@@ -90,7 +96,7 @@ impl Cluster {
             comets.push(spawn_comet(&dir, &zk, node));
         }
         let web_ports = WebPorts::free();
-        let path = dir.write("web.toml", &config::web(&zk, &web_ports));
+        let path = dir.write("web.toml", &config::web(&zk, &web_ports, ping_failures));
         let web = Gopush::spawn("web", dir.path(), &["web", "-c", &path]);
         let mut cluster = Cluster { comets, web, message, message_stat: stat, web_ports, zk, dir };
         cluster.wait_ready().await;
@@ -124,7 +130,15 @@ impl Cluster {
 
     /// Starts one more comet under ring node `node` and waits until web routes to it.
     pub async fn add_comet(&mut self, node: &str) {
-        self.comets.push(spawn_comet(&self.dir, &self.zk, node));
+        let zk = self.zk.addr.clone();
+        self.add_comet_via(&zk, node).await;
+    }
+
+    /// [`Cluster::add_comet`] for a comet that reaches ZooKeeper at `zk_addr` (a [`testkit::TcpProxy`]
+    /// that can cut its path, say) instead of the cluster's address.
+    pub async fn add_comet_via(&mut self, zk_addr: &str, node: &str) {
+        let zk = Zk { addr: zk_addr.to_string(), ..self.zk.clone() };
+        self.comets.push(spawn_comet(&self.dir, &zk, node));
         self.wait_ready().await;
     }
 

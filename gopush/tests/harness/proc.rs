@@ -51,6 +51,13 @@ impl Gopush {
         self.child = None;
     }
 
+    /// Sends `signal` (`STOP` to hang the process as a stalled machine would, `CONT` to resume it).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap_or_else(|| panic!("{} is not running", self.name)).pid();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid} failed");
+    }
+
     /// SIGTERM (a graceful stop) and waits up to `wait` for the exit status.
     pub fn terminate(&mut self, wait: Duration) -> Option<ExitStatus> {
         let status = self.child.as_mut()?.terminate(wait);
