@@ -3,6 +3,7 @@
 //! the two internal RPC contracts (`CometRpc`, `MessageRpc`) with their transport and client
 //! pools, and Go-compatible JSON encoding for the wire formats clients see.
 
+pub mod coalesce;
 pub mod config;
 pub mod gojson;
 pub mod membership;

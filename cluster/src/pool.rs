@@ -40,6 +40,10 @@ pub struct RpcConfig {
     /// An RPC connection with no request for this long is closed by the server.
     #[serde(deserialize_with = "de_duration")]
     pub idle_timeout: Duration,
+    /// Most private pushes web sends to one comet in one call; 1 sends each push alone.
+    pub push_batch: usize,
+    /// Calls web keeps out to one comet at once before further pushes queue into the next batch.
+    pub push_batch_in_flight: usize,
 }
 
 /// A configured secret: never printed, so configs can be logged.
@@ -77,6 +81,9 @@ impl Default for RpcConfig {
             // Web pings every comet each second and comets keep their store connection busy, so
             // only abandoned connections sit idle this long.
             idle_timeout: Duration::from_secs(120),
+            // Measured with the push scenarios of docs/benchmarks.md; see docs/decisions.md#d90-coalesced-pushes-from-web-to-a-comet.
+            push_batch: 64,
+            push_batch_in_flight: 4,
         }
     }
 }

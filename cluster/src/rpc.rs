@@ -43,6 +43,19 @@ pub struct PushPrivatesReply {
     pub failed: Vec<String>,
 }
 
+/// One private push of a [`push_batch`](CometApi::push_batch): the arguments of `push_private`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Push {
+    /// The key.
+    pub key: String,
+    /// The message: one valid JSON value.
+    pub msg: String,
+    /// Seconds to keep it for offline delivery; 0 = online only.
+    pub expire: u32,
+    /// The publisher's idempotency id, if any.
+    pub id: Option<String>,
+}
+
 /// A comet's answer to a health ping.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CometStatus {
@@ -170,6 +183,9 @@ rpc_service! {
     /// One mid for all keys, one batched save, then delivery; reports the keys that failed.
     /// `id` works as for `push_private`.
     fn push_privates(keys: Vec<String>, msg: String, expire: u32, id: Option<String>) -> PushPrivatesReply;
+    /// Runs each push as `push_private` would and answers each on its own, in order: many
+    /// concurrent pushes to one comet in one call (docs/decisions.md#d90-coalesced-pushes-from-web-to-a-comet).
+    fn push_batch(pushes: Vec<Push>) -> Vec<Result<Mid, CometError>>;
     /// Stores a client token for `key` (auth mode), valid for `expire_secs`, sliding on use.
     fn add_token(key: String, token: String, expire_secs: u64) -> ();
     /// Closes every connection of `key` and forgets its channel; returns how many were closed.

@@ -4,11 +4,11 @@
 //! comet and store live in sibling crates that may not depend on each other; these stand in.
 
 use crate::rpc::{
-    BoxFuture, CometApi, CometError, CometStatus, MessageApi, Mid, PushPrivatesReply, StoreError, StoreHealth,
+    BoxFuture, CometApi, CometError, CometStatus, MessageApi, Mid, Push, PushPrivatesReply, StoreError, StoreHealth,
     StoredMessage,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,7 +51,7 @@ pub enum CometCall {
 
 /// A comet double. It records every call and answers by key: an empty key is
 /// [`CometError::BadKey`], keys starting with `notmine` are not owned, `store-down` fails as a
-/// store backend error, `slow` answers after 5 s, and keys starting with `fk` fail inside
+/// store backend error, `slow` answers after 5 s (or `slow_ms`), and keys starting with `fk` fail inside
 /// multi-pushes. A message that is not JSON is [`CometError::BadMessage`] and an empty token
 /// [`CometError::BadToken`]. While `down` is set every call fails as unreachable. Mids count up
 /// from 1.
@@ -67,6 +67,14 @@ pub struct FakeComet {
     pub connections: u64,
     /// The last mid given.
     pub mids: AtomicU32,
+    /// How long key `slow` takes, in milliseconds; 0 means 5 s.
+    pub slow_ms: AtomicU64,
+    /// The size of every `push_batch` call, in order.
+    pub batches: Mutex<Vec<usize>>,
+    /// Pushes received so far, counted on arrival (before `slow` waits).
+    pub received: AtomicU32,
+    /// Keeps no call log, for benchmarks that make millions of calls.
+    pub forget: AtomicBool,
 }
 
 impl FakeComet {
@@ -80,14 +88,21 @@ impl FakeComet {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
+    /// The sizes of the `push_batch` calls so far.
+    pub fn batches(&self) -> Vec<usize> {
+        self.batches.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
     fn check(&self) -> Result<(), CometError> {
         if self.down.load(Ordering::SeqCst) { Err(CometError::Unreachable) } else { Ok(()) }
     }
 
     fn record(&self, call: CometCall) -> Result<Mid, CometError> {
         self.check()?;
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.push(call);
+        if !self.forget.load(Ordering::Relaxed) {
+            if let Ok(mut calls) = self.calls.lock() {
+                calls.push(call);
+            }
         }
         Ok(Mid::from(self.mids.fetch_add(1, Ordering::SeqCst)) + 1)
     }
@@ -102,11 +117,15 @@ impl CometApi for FakeComet {
         _id: Option<String>,
     ) -> BoxFuture<'_, Result<Mid, CometError>> {
         Box::pin(async move {
+            self.received.fetch_add(1, Ordering::SeqCst);
             match key.as_str() {
                 "" => return Err(CometError::BadKey),
                 k if k.starts_with("notmine") => return Err(CometError::NotOwner),
                 "store-down" => return Err(CometError::Store(StoreError::Backend)),
-                "slow" => tokio::time::sleep(Duration::from_secs(5)).await,
+                "slow" => {
+                    let ms = self.slow_ms.load(Ordering::SeqCst);
+                    tokio::time::sleep(if ms == 0 { Duration::from_secs(5) } else { Duration::from_millis(ms) }).await
+                }
                 _ => {}
             }
             if crate::gojson::compact(&msg).is_none() {
@@ -126,6 +145,19 @@ impl CometApi for FakeComet {
             let failed = keys.iter().filter(|k| k.starts_with("fk")).cloned().collect();
             let mid = self.record(CometCall::Pushes { keys, msg, expire })?;
             Ok(PushPrivatesReply { mid, failed })
+        })
+    }
+    fn push_batch(&self, pushes: Vec<Push>) -> BoxFuture<'_, Result<Vec<Result<Mid, CometError>>, CometError>> {
+        Box::pin(async move {
+            self.check()?;
+            if let Ok(mut b) = self.batches.lock() {
+                b.push(pushes.len());
+            }
+            let mut answers = Vec::with_capacity(pushes.len());
+            for p in pushes {
+                answers.push(self.push_private(p.key, p.msg, p.expire, p.id).await);
+            }
+            Ok(answers)
         })
     }
     fn add_token(&self, key: String, token: String, expire_secs: u64) -> BoxFuture<'_, Result<(), CometError>> {

@@ -132,9 +132,13 @@ async fn push_private(
     let expire = expire(query)?;
     let id = idempotency_id(query)?;
     let body = body?;
-    let (node, comet) = owner(state, key)?;
+    let routes = state.routes();
+    let (node, target) = routes.owner(key)?;
     let msg = json_message(&body)?;
-    comet.push_private(key.to_string(), msg, expire, id).await.map_err(|error| WebError::CometAt { node, error })?;
+    target
+        .push_private(key.to_string(), msg, expire, id)
+        .await
+        .map_err(|error| WebError::CometAt { node: node.to_string(), error })?;
     Ok(Reply::ok(Style::Versioned))
 }
 

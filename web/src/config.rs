@@ -97,6 +97,9 @@ impl WebConfig {
         if self.rpc.ping.is_zero() || self.rpc.timeout.is_zero() {
             return Err(WebError::Config("rpc.ping and rpc.timeout must be positive".into()));
         }
+        if self.rpc.push_batch == 0 || self.rpc.push_batch_in_flight == 0 {
+            return Err(WebError::Config("rpc.push_batch and rpc.push_batch_in_flight must be at least 1".into()));
+        }
         Ok(())
     }
 }
@@ -133,6 +136,8 @@ mod tests {
         assert_eq!(c.zookeeper.addr, "127.0.0.1:2182");
         assert!(WebConfig::from_toml("[base]\nhttp.bind = \"x\"\n").is_err());
         assert!(WebConfig::from_toml("[base]\nmax_body = 0\n").is_err());
+        assert!(WebConfig::from_toml("[rpc]\npush_batch = 0\n").is_err());
+        assert!(WebConfig::from_toml("[rpc]\npush_batch_in_flight = 0\n").is_err());
         assert!(WebConfig::from_toml("ring_hash = \"crc\"\n").is_err());
     }
 

@@ -5,10 +5,11 @@
 
 use crate::error::WebError;
 use cluster::Proto;
+use cluster::coalesce::PushCoalescer;
 use cluster::membership::CometMembership;
 use cluster::node::Instance;
 use cluster::pool::{RemoteComet, RpcConfig};
-use cluster::rpc::{SharedComet, Unavailable};
+use cluster::rpc::{CometError, Mid, Push, SharedComet, Unavailable};
 use ring::{HashKind, Ring};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,17 +25,22 @@ pub type CometFactory = Arc<dyn Fn(&Instance) -> CometHandle + Send + Sync>;
 pub struct CometHandle {
     comet: SharedComet,
     remote: Option<Arc<RemoteComet>>,
+    pushes: Option<Arc<PushCoalescer>>,
 }
 
 impl CometHandle {
     /// A comet reached in-process (standalone) or a test double: never pruned.
     pub fn local(comet: SharedComet) -> CometHandle {
-        CometHandle { comet, remote: None }
+        CometHandle { comet, remote: None, pushes: None }
     }
 
-    /// A comet reached over RPC.
-    pub fn remote(remote: Arc<RemoteComet>) -> CometHandle {
-        CometHandle { comet: remote.clone(), remote: Some(remote) }
+    /// A comet reached over RPC; with `rpc.push_batch` > 1 its private pushes are coalesced
+    /// (docs/decisions.md#d90-coalesced-pushes-from-web-to-a-comet).
+    pub fn remote(remote: Arc<RemoteComet>, rpc: &RpcConfig) -> CometHandle {
+        let comet: SharedComet = remote.clone();
+        let pushes = (rpc.push_batch > 1)
+            .then(|| Arc::new(PushCoalescer::new(comet.clone(), rpc.push_batch, rpc.push_batch_in_flight)));
+        CometHandle { comet, remote: Some(remote), pushes }
     }
 }
 
@@ -42,7 +48,7 @@ impl CometHandle {
 pub fn remote_comets(rpc: RpcConfig) -> CometFactory {
     Arc::new(move |instance: &Instance| -> CometHandle {
         match instance.info.rpc.first() {
-            Some(addr) => CometHandle::remote(Arc::new(RemoteComet::new(addr.clone(), rpc.clone()))),
+            Some(addr) => CometHandle::remote(Arc::new(RemoteComet::new(addr.clone(), rpc.clone())), &rpc),
             // A comet instance that advertises no RPC address: every call fails as unreachable.
             None => CometHandle::local(Arc::new(Unavailable)),
         }
@@ -59,6 +65,24 @@ pub(crate) struct Target {
     /// The same handle as a remote client, whose endpoint counts consecutive failed calls and
     /// pings; `None` for handles that are not remote, which are never pruned.
     pub(crate) remote: Option<Arc<RemoteComet>>,
+    /// The coalescing sender of its private pushes, if any.
+    pushes: Option<Arc<PushCoalescer>>,
+}
+
+impl Target {
+    /// One private push, coalesced with concurrent ones when the handle does that.
+    pub(crate) async fn push_private(
+        &self,
+        key: String,
+        msg: String,
+        expire: u32,
+        id: Option<String>,
+    ) -> Result<Mid, CometError> {
+        match &self.pushes {
+            Some(pushes) => pushes.push(Push { key, msg, expire, id }).await,
+            None => self.comet.push_private(key, msg, expire, id).await,
+        }
+    }
 }
 
 /// An immutable routing snapshot, rebuilt on every membership change.
@@ -83,7 +107,7 @@ impl Routes {
         let mut target = |instance: &Instance| {
             let handle = handles.get(&instance.path).cloned().unwrap_or_else(|| factory(instance));
             fresh.insert(instance.path.clone(), handle.clone());
-            Target { instance: instance.clone(), comet: handle.comet, remote: handle.remote }
+            Target { instance: instance.clone(), comet: handle.comet, remote: handle.remote, pushes: handle.pushes }
         };
         let mut active = HashMap::new();
         let mut all = Vec::new();
