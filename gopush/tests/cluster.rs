@@ -4,6 +4,7 @@
 //! `gopush standalone` process. Destructive tests (a comet `kill -9`, Redis and ZooKeeper restarts)
 //! own their comets, and the restart test owns its ZooKeeper and Redis servers.
 
+#[allow(dead_code)] // the browser and restart helpers serve browser.rs
 mod harness;
 
 use harness::client::{Next, TcpSub, WsSub};

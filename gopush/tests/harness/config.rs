@@ -72,16 +72,21 @@ pub struct WebPorts {
     pub public: u16,
     /// Admin API.
     pub admin: u16,
+    /// More lines for web's `[base]` section (say `cors_origins`).
+    pub extra: String,
 }
 
 impl WebPorts {
     /// Two free ports.
     pub fn free() -> WebPorts {
-        WebPorts { public: free_port(), admin: free_port() }
+        WebPorts { public: free_port(), admin: free_port(), extra: String::new() }
     }
 
     fn section(&self) -> String {
-        format!("http_bind = \"127.0.0.1:{}\"\nadmin_bind = \"127.0.0.1:{}\"\n", self.public, self.admin)
+        format!(
+            "http_bind = \"127.0.0.1:{}\"\nadmin_bind = \"127.0.0.1:{}\"\n{}\n",
+            self.public, self.admin, self.extra
+        )
     }
 }
 
