@@ -178,6 +178,8 @@ export class GoPush {
       this._setState("connecting");
       try {
         this.server = await this._lookup();
+        // close() may have come while web answered.
+        if (this._closed) return;
         await this._subscribe(this.server);
       } catch (e) {
         this._emit("error", e);
