@@ -29,7 +29,8 @@ const QUIET: Duration = Duration::from_secs(3);
 /// One connection, either protocol.
 enum Sub {
     Tcp(TcpSub),
-    Ws(WsSub),
+    // Boxed: a WebSocket stream is far larger than a TCP one.
+    Ws(Box<WsSub>),
 }
 
 impl Sub {
@@ -105,7 +106,7 @@ async fn client(i: usize, public: String, key: String, stop: Arc<AtomicBool>) ->
         let sub = if tcp {
             TcpSub::resume(&server, &key, last).await.map(Sub::Tcp)
         } else {
-            WsSub::resume(&server, &key, last).await.map(Sub::Ws)
+            WsSub::resume(&server, &key, last).await.map(|s| Sub::Ws(Box::new(s)))
         };
         let Ok(mut sub) = sub else {
             tokio::time::sleep(Duration::from_millis(100 + next_random(&mut rng) % 200)).await;
