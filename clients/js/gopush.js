@@ -134,7 +134,8 @@ export class GoPush {
     this._closed = false;
     this._ws = null;
     this._wake = null;
-    this._run();
+    // Started after the constructor returns, so handlers added right after `new` see every state.
+    queueMicrotask(() => this._run());
   }
 
   /** The last mid delivered (a decimal string): where a later client should resume. */
