@@ -9,6 +9,7 @@ use crate::handshake::Subscribe;
 use crate::metrics as m;
 use crate::state::Shared;
 use cluster::Proto;
+use cluster::rpc::Mid;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -40,9 +41,12 @@ impl Drop for Slot {
 /// A connection joined to its key's channel; dropping it closes the connection and leaves.
 pub(crate) struct Subscription {
     shared: Arc<Shared>,
-    key: String,
+    /// The key it joined.
+    pub key: String,
     /// The connection's shared half.
     pub conn: Arc<Conn>,
+    /// When resuming: the mid from which messages arrive live (see `Sequencer::attach`).
+    pub boundary: Option<Mid>,
 }
 
 impl Drop for Subscription {
@@ -68,7 +72,17 @@ pub(crate) async fn admit(shared: &Arc<Shared>, sub: &Subscribe, proto: Proto) -
     let c = &shared.config.channel;
     let limit = Limit { frames: c.msgbuf, bytes: c.outbox_bytes };
     let conn = Arc::new(Conn::new(proto, sub.new_format, limit, Utf8Bytes::from_static(HEARTBEAT_REPLY)));
-    if !shared.buckets.join(&sub.key, &conn, c.max_subscriber) {
+    let join = || shared.buckets.join(&sub.key, &conn, c.max_subscriber);
+    let (boundary, joined) = match sub.resume {
+        Some(_) => {
+            // Held before joining, so no live message can overtake the stored ones.
+            conn.hold();
+            let (boundary, joined) = shared.order.attach(&sub.key, &shared.mids, join);
+            (Some(boundary), joined)
+        }
+        None => (None, join()),
+    };
+    if !joined {
         return Err(refuse(Error::ChannelFull));
     }
     // The label predates `cluster::Proto`'s short names; dashboards count on "websocket".
@@ -77,7 +91,7 @@ pub(crate) async fn admit(shared: &Arc<Shared>, sub: &Subscribe, proto: Proto) -
         Proto::WebSocket => "websocket",
     };
     metrics::counter!(m::SUBSCRIPTIONS, "proto" => proto_label).increment(1);
-    Ok(Subscription { shared: shared.clone(), key: sub.key.clone(), conn })
+    Ok(Subscription { shared: shared.clone(), key: sub.key.clone(), conn, boundary })
 }
 
 async fn check_token(shared: &Shared, key: &str, token: &str) -> Result<(), Error> {

@@ -88,7 +88,7 @@ impl Buckets {
             let mut d = Delivery::default();
             if let Some(ch) = map.get(key) {
                 for conn in &ch.conns {
-                    match conn.push(frames.get(conn.proto, conn.new_format)) {
+                    match conn.deliver(frames.mid(), frames.get(conn.proto, conn.new_format)) {
                         Queued::Yes => d.delivered += 1,
                         Queued::Full => d.dropped += 1,
                         Queued::Closed => {}

@@ -5,6 +5,7 @@
 
 use bytes::BytesMut;
 use cluster::Proto;
+use cluster::rpc::Mid;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -48,6 +49,9 @@ struct Outbox {
     closed: bool,
     // No more frames are taken; the writer ends once the queue is written.
     finishing: bool,
+    // While a resume reads the store, live messages wait here with their mids, counted in
+    // `bytes` and against the same limit as the queue (docs/protocol.md#resume).
+    held: Option<Vec<(Mid, Utf8Bytes)>>,
 }
 
 /// What happened to an enqueued frame.
@@ -84,7 +88,7 @@ impl Conn {
             proto,
             new_format,
             limit,
-            outbox: Mutex::new(Outbox { queue, bytes, closed: false, finishing: false }),
+            outbox: Mutex::new(Outbox { queue, bytes, closed: false, finishing: false, held: None }),
             wake: Notify::new(),
             kill: Notify::new(),
         };
@@ -95,17 +99,33 @@ impl Conn {
 
     /// Enqueues a frame; a full outbox closes the connection.
     pub fn push(&self, frame: Utf8Bytes) -> Queued {
+        self.enqueue(None, frame)
+    }
+
+    /// Enqueues the frame of message `mid`, or holds it back while the connection resumes.
+    pub fn deliver(&self, mid: Mid, frame: Utf8Bytes) -> Queued {
+        self.enqueue(Some(mid), frame)
+    }
+
+    fn enqueue(&self, mid: Option<Mid>, frame: Utf8Bytes) -> Queued {
         let verdict = {
             let Ok(mut out) = self.outbox.lock() else { return Queued::Closed };
+            let queued = out.queue.len() + out.held.as_ref().map_or(0, Vec::len);
             if out.closed || out.finishing {
                 Queued::Closed
-            } else if out.queue.len() >= self.limit.frames && out.bytes + cost(&frame) > self.limit.bytes {
+            } else if queued >= self.limit.frames && out.bytes + cost(&frame) > self.limit.bytes {
                 out.closed = true;
                 out.clear();
                 Queued::Full
             } else {
                 out.bytes += cost(&frame);
-                out.queue.push_back(frame);
+                match (mid, out.held.as_mut()) {
+                    (Some(mid), Some(held)) => {
+                        held.push((mid, frame));
+                        return Queued::Yes;
+                    }
+                    _ => out.queue.push_back(frame),
+                }
                 Queued::Yes
             }
         };
@@ -118,6 +138,41 @@ impl Conn {
             Queued::Closed => {}
         }
         verdict
+    }
+
+    /// From now on, messages are held back until [`Conn::resume`]; call before the connection
+    /// joins its channel, so no live message can pass the stored ones.
+    pub fn hold(&self) {
+        if let Ok(mut out) = self.outbox.lock() {
+            out.held.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// Ends holding: queues `stored` (already filtered by the caller, in mid order), then the held
+    /// messages newer than `after` and than every stored one. The stored frames are queued whatever
+    /// the limit: the store bounds them per key, and a resume that can never fit would only loop.
+    pub fn resume(&self, stored: Vec<(Mid, Utf8Bytes)>, after: Mid) {
+        let Ok(mut out) = self.outbox.lock() else { return };
+        let held = out.held.take().unwrap_or_default();
+        if out.closed {
+            return;
+        }
+        let mut last = after;
+        for (mid, frame) in stored {
+            out.bytes += cost(&frame);
+            out.queue.push_back(frame);
+            last = last.max(mid);
+        }
+        for (mid, frame) in held {
+            if mid > last {
+                last = mid;
+                out.queue.push_back(frame);
+            } else {
+                out.bytes -= cost(&frame);
+            }
+        }
+        drop(out);
+        self.wake.notify_one();
     }
 
     /// Closes the connection: its task stops writing and drops the socket.
@@ -217,6 +272,7 @@ impl Outbox {
 
     fn clear(&mut self) {
         self.queue = VecDeque::new();
+        self.held = None;
         self.bytes = 0;
     }
 }
@@ -299,6 +355,26 @@ mod tests {
         assert!(matches!(c.take(&mut BytesMut::new()), Take::One(_)));
         assert!(matches!(c.take(&mut BytesMut::new()), Take::Closed));
         assert!(!c.is_closed(), "finishing is not a kill");
+    }
+
+    #[test]
+    fn a_resume_queues_stored_then_newer_held_messages() {
+        let c = Conn::new(Proto::Tcp, true, frames(4), frame("+h\r\n"));
+        c.hold();
+        assert_eq!(c.deliver(5, frame("5")), Queued::Yes);
+        assert_eq!(c.push(frame("+h\r\n")), Queued::Yes, "heartbeat answers are not held");
+        assert_eq!(c.deliver(7, frame("7")), Queued::Yes);
+        assert_eq!(c.deliver(9, frame("9")), Queued::Full, "held messages count against the limit");
+        let c = Conn::new(Proto::Tcp, true, frames(10), frame("+h\r\n"));
+        c.hold();
+        c.deliver(2, frame("2"));
+        c.deliver(5, frame("5"));
+        c.deliver(7, frame("7"));
+        c.resume(vec![(3, frame("3")), (5, frame("5"))], 2);
+        c.deliver(8, frame("8"));
+        let mut batch = BytesMut::new();
+        assert!(matches!(c.take(&mut batch), Take::Batch));
+        assert_eq!(&batch[..], b"+h\r\n3578", "2 was seen, 5 came from the store");
     }
 
     #[tokio::test]

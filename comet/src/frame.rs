@@ -30,7 +30,6 @@ impl Frames {
     }
 
     /// The message id.
-    #[cfg(test)]
     pub fn mid(&self) -> Mid {
         self.mid
     }

@@ -4,9 +4,10 @@
 //! fields in the `/sub` query (decoded by `cluster::query`); [`Subscribe::from_fields`] checks both.
 
 use crate::error::Error;
+use cluster::rpc::Mid;
 
-/// Most arguments a subscribe command may have (`sub key heartbeat token version`).
-pub const MAX_ARGS: usize = 5;
+/// Most arguments a subscribe command may have (`sub key heartbeat token version mid`).
+pub const MAX_ARGS: usize = 6;
 /// Longest argument, in bytes.
 pub const MAX_ARG: usize = 1024;
 /// Longest header line (`$1024\r\n` with some leading zeros); a longer one is junk.
@@ -124,6 +125,8 @@ pub struct Subscribe {
     pub token: String,
     /// True when the client gave a version: messages carry `msg` as raw JSON (new format).
     pub new_format: bool,
+    /// The last mid the client saw, when it asks to resume after it (docs/protocol.md#resume).
+    pub resume: Option<Mid>,
 }
 
 /// What the checks of [`Subscribe`] need from the config.
@@ -136,11 +139,13 @@ pub struct Limits {
 }
 
 impl Subscribe {
-    /// Checks the arguments of a TCP command: `sub key heartbeat [token] [version]`.
+    /// Checks the arguments of a TCP command: `sub key heartbeat [token] [version] [mid]`.
     pub fn from_args(args: &[&[u8]], limits: Limits) -> Result<Subscribe, Error> {
         match args {
             [b"sub", key, heartbeat, rest @ ..] => {
-                Subscribe::from_fields(key, heartbeat, rest.first().copied(), rest.get(1).copied(), limits)
+                let optional =
+                    Optional { token: rest.first().copied(), version: rest.get(1).copied(), mid: rest.get(2).copied() };
+                Subscribe::from_fields(key, heartbeat, optional, limits)
             }
             _ => Err(Error::BadParameter),
         }
@@ -150,10 +155,10 @@ impl Subscribe {
     pub fn from_fields(
         key: &[u8],
         heartbeat: &[u8],
-        token: Option<&[u8]>,
-        version: Option<&[u8]>,
+        optional: Optional<'_>,
         limits: Limits,
     ) -> Result<Subscribe, Error> {
+        let Optional { token, version, mid } = optional;
         if key.is_empty() || key.len() > limits.max_key {
             return Err(Error::BadParameter);
         }
@@ -164,13 +169,38 @@ impl Subscribe {
         }
         let heartbeat = u32::try_from(heartbeat.min(i64::from(MAX_HEARTBEAT))).unwrap_or(MAX_HEARTBEAT);
         let token = std::str::from_utf8(token.unwrap_or_default()).map_err(|_| Error::BadParameter)?;
+        // An empty mid is no mid, as an empty version is no version.
+        let resume = match mid.filter(|m| !m.is_empty()) {
+            Some(m) => Some(last_mid(m).ok_or(Error::BadParameter)?),
+            None => None,
+        };
         Ok(Subscribe {
             key: key.to_string(),
             heartbeat,
             token: token.to_string(),
             new_format: version.is_some_and(|v| !v.is_empty()),
+            resume,
         })
     }
+}
+
+/// The optional fields of a subscription, each absent when the client did not send it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Optional<'a> {
+    /// The auth token.
+    pub token: Option<&'a [u8]>,
+    /// The client's version; any non-empty one selects the new message format.
+    pub version: Option<&'a [u8]>,
+    /// The last mid seen, to resume after.
+    pub mid: Option<&'a [u8]>,
+}
+
+/// A mid to resume after: plain decimal digits, no sign, fitting 63 bits; 0 means "from the start".
+fn last_mid(s: &[u8]) -> Option<Mid> {
+    if s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -193,7 +223,9 @@ mod tests {
         let (args, used) = complete(new);
         assert_eq!(used, new.len());
         let s = Subscribe::from_args(&args, LIMITS).unwrap();
-        assert_eq!(s, Subscribe { key: "Terry-Mao".into(), heartbeat: 30, token: String::new(), new_format: true });
+        let want =
+            Subscribe { key: "Terry-Mao".into(), heartbeat: 30, token: String::new(), new_format: true, resume: None };
+        assert_eq!(s, want);
 
         let old = b"*3\r\n$3\r\nsub\r\n$9\r\nTerry-Mao\r\n$2\r\n30\r\nh";
         let (args, used) = complete(old);
@@ -219,7 +251,7 @@ mod tests {
     fn hostile_framing_is_invalid() {
         let cases: &[&[u8]] = &[
             b"*0\r\n",
-            b"*6\r\n",
+            b"*7\r\n",
             b"*-1\r\n",
             b"*99999999999999999999\r\n",
             b"*3\n",
@@ -266,6 +298,20 @@ mod tests {
         assert_eq!(p(&[b"sub", &[b'k'; 256], b"30"]), Ok(()));
         assert_eq!(p(&[b"sub", b"\xff", b"30"]), Err(Some("-p\r\n")));
         assert_eq!(p(&[b"sub", b"k", b"+30"]), Ok(()));
+    }
+
+    #[test]
+    fn a_sixth_argument_asks_to_resume_after_a_mid() {
+        let cmd = b"*6\r\n$3\r\nsub\r\n$1\r\nk\r\n$2\r\n30\r\n$0\r\n\r\n$1\r\n1\r\n$17\r\n13996474938346192\r\n";
+        let s = Subscribe::from_args(&complete(cmd).0, LIMITS).unwrap();
+        assert_eq!((s.new_format, s.resume), (true, Some(13996474938346192)));
+        let resume = |m: &[u8]| Subscribe::from_args(&[b"sub", b"k", b"30", b"", b"1", m], LIMITS).map(|s| s.resume);
+        assert_eq!(resume(b"0").unwrap(), Some(0), "0 resumes from the start");
+        assert_eq!(resume(b"").unwrap(), None, "empty is no resume");
+        for bad in [&b"-1"[..], b"+1", b"x", b"1.5", b"9223372036854775808", b"00000000000000000001"] {
+            assert!(resume(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(resume(b"9223372036854775807").unwrap(), Some(i64::MAX));
     }
 
     #[test]

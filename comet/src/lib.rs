@@ -17,6 +17,7 @@ mod mid;
 mod order;
 mod ownership;
 mod replay;
+mod resume;
 mod server;
 mod service;
 mod state;

@@ -23,6 +23,8 @@ pub const FAILURES: &str = "gopush_comet_push_failures_total";
 pub const SLOW_CONSUMERS: &str = "gopush_comet_slow_consumers_total";
 /// Connections closed because their key moved to another comet (counter).
 pub const MIGRATED: &str = "gopush_comet_migrated_connections_total";
+/// Subscriptions that asked to resume after a mid, by `outcome` `ok`/`failed` (counter).
+pub const RESUMES: &str = "gopush_comet_resumes_total";
 /// Time to handle a push call, store included (histogram, seconds).
 pub const PUSH_SECONDS: &str = "gopush_comet_push_seconds";
 
@@ -37,6 +39,7 @@ pub const NAMES: &[&str] = &[
     FAILURES,
     SLOW_CONSUMERS,
     MIGRATED,
+    RESUMES,
     PUSH_SECONDS,
 ];
 
@@ -101,6 +104,7 @@ pub fn describe_and_zero() {
     describe_counter!(FAILURES, "Failed push calls by reason; reason=keys counts keys of multi-key pushes.");
     describe_counter!(SLOW_CONSUMERS, "Connections closed because their outbox (msgbuf) was full.");
     describe_counter!(MIGRATED, "Connections closed because a ring change moved their key to another comet.");
+    describe_counter!(RESUMES, "Subscriptions that resumed after a mid, by outcome (ok, failed: store unreadable).");
     describe_histogram!(PUSH_SECONDS, "Time to handle a push call in seconds, offline store included, by kind.");
 
     gauge!(CONNECTIONS).increment(0.0);
@@ -122,4 +126,7 @@ pub fn describe_and_zero() {
     }
     counter!(SLOW_CONSUMERS).increment(0);
     counter!(MIGRATED).increment(0);
+    for outcome in ["ok", "failed"] {
+        counter!(RESUMES, "outcome" => outcome).increment(0);
+    }
 }

@@ -132,6 +132,19 @@ impl Sequencer {
         }
     }
 
+    /// Runs `join` (a connection joining `key`'s channel) at a point no delivery to the key can
+    /// cross, and returns the boundary: every message with a smaller mid was delivered before, so a
+    /// save it had is done; every message with this mid or a greater one reaches the channel after.
+    /// With nothing in flight, the boundary is a fresh mid, since every later push gets a greater one.
+    pub fn attach<R>(&self, key: &str, mids: &Mids, join: impl FnOnce() -> R) -> (Mid, R) {
+        let key = key.to_string();
+        let mut locked = self.lock(std::iter::once(&key));
+        let (_, lines) = locked.lines(0);
+        let front = lines.get(key.as_str()).and_then(|line| line.front()).map(|slot| slot.mid);
+        let boundary = front.unwrap_or_else(|| mids.next());
+        (boundary, join())
+    }
+
     /// Keys with a push in flight.
     #[cfg(test)]
     pub fn waiting(&self) -> usize {
@@ -181,6 +194,23 @@ mod tests {
         seq.finish(&[], &a, m1, &f1, &deliver);
         assert_eq!(seen.borrow().last(), Some(&("a".to_string(), m3)));
         assert_eq!(seen.borrow().len(), 2, "the failed message is not delivered");
+    }
+
+    #[test]
+    fn attach_returns_the_oldest_mid_in_flight_or_a_fresh_one() {
+        let seq = Sequencer::new();
+        let mids = Mids::new();
+        let deliver = |_: &str, _: &Frames| {};
+        let k = vec!["k".to_string()];
+        let (m1, f1) = seq.begin(&k, &mids, true, frames, &deliver);
+        seq.begin(&k, &mids, true, frames, &deliver);
+        assert_eq!(seq.attach("k", &mids, || ()).0, m1, "the save in flight is delivered after attaching");
+        seq.finish(&k, &[], m1, &f1, &deliver);
+        let (m3, _) = seq.begin(&["j".to_string()], &mids, false, frames, &deliver);
+        let (boundary, joined) = seq.attach("j", &mids, || 7);
+        assert!(boundary > m3 && joined == 7, "nothing in flight: a mid after every earlier push");
+        let (m4, _) = seq.begin(&["j".to_string()], &mids, false, frames, &deliver);
+        assert!(m4 > boundary);
     }
 
     #[test]

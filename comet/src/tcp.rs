@@ -29,9 +29,9 @@ pub(crate) async fn connection(mut stream: TcpStream, shared: Arc<Shared>, _slot
     let admitted = match handshake.await {
         Err(_) => Err(Error::HandshakeTimeout),
         Ok(Err(e)) => Err(e),
-        Ok(Ok((sub, pipelined))) => admit(&shared, &sub, Proto::Tcp).await.map(|s| (s, sub.heartbeat, pipelined)),
+        Ok(Ok((sub, pipelined))) => admit(&shared, &sub, Proto::Tcp).await.map(|s| (s, sub, pipelined)),
     };
-    let (subscription, heartbeat, pipelined) = match admitted {
+    let (subscription, sub, pipelined) = match admitted {
         Ok(ok) => ok,
         Err(e) => {
             debug!(error = %e, "tcp subscription refused");
@@ -42,6 +42,7 @@ pub(crate) async fn connection(mut stream: TcpStream, shared: Arc<Shared>, _slot
             return;
         }
     };
+    crate::resume::replay(&shared, &subscription, sub.resume).await;
     let conn = &subscription.conn;
     // Heartbeats sent before `+h\r\n` arrived are answered (upstream dropped them); junk closes.
     for _ in 0..pipelined.heartbeats {
@@ -51,7 +52,7 @@ pub(crate) async fn connection(mut stream: TcpStream, shared: Arc<Shared>, _slot
         conn.finish();
     }
     let c = &shared.config.channel;
-    run(&mut stream, conn, shared.idle_timeout(heartbeat), c.write_timeout).await;
+    run(&mut stream, conn, shared.idle_timeout(sub.heartbeat), c.write_timeout).await;
 }
 
 /// Bytes that followed the command in the same reads.

@@ -7,7 +7,7 @@ use crate::admission::{Slot, admit};
 use crate::config::ChannelConfig;
 use crate::conn::{Closed, Conn};
 use crate::error::{Error, HEARTBEAT_REPLY};
-use crate::handshake::Subscribe;
+use crate::handshake::{Optional, Subscribe};
 use crate::state::Shared;
 use bytes::Buf;
 use cluster::Proto;
@@ -100,11 +100,11 @@ pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Sl
     socket.replay = Vec::new();
 
     let admitted = match query.as_deref().map(|q| parse_subscribe(q, &shared)) {
-        Some(Ok(sub)) => admit(&shared, &sub, Proto::WebSocket).await.map(|s| (s, sub.heartbeat)),
+        Some(Ok(sub)) => admit(&shared, &sub, Proto::WebSocket).await.map(|s| (s, sub)),
         Some(Err(e)) => Err(e),
         None => Err(Error::BadParameter),
     };
-    let (subscription, heartbeat) = match admitted {
+    let (subscription, sub) = match admitted {
         Ok(ok) => ok,
         Err(e) => {
             debug!(error = %e, "websocket subscription refused");
@@ -117,7 +117,8 @@ pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Sl
             return;
         }
     };
-    run(&mut ws, &subscription.conn, shared.idle_timeout(heartbeat), c).await;
+    crate::resume::replay(&shared, &subscription, sub.resume).await;
+    run(&mut ws, &subscription.conn, shared.idle_timeout(sub.heartbeat), c).await;
 }
 
 /// Reads the HTTP request head (up to the blank line, within the `Capped` budget); `None` when
@@ -203,7 +204,8 @@ fn parse_subscribe(query: &str, shared: &Shared) -> Result<Subscribe, Error> {
     // A malformed pair elsewhere in the query is skipped, as Go's `url.ParseQuery` does.
     let q = Query::parse(query.as_bytes());
     let (Some(key), Some(heartbeat)) = (q.bytes("key"), q.bytes("heartbeat")) else { return Err(Error::BadParameter) };
-    Subscribe::from_fields(key, heartbeat, q.bytes("token"), q.bytes("ver"), shared.limits())
+    let optional = Optional { token: q.bytes("token"), version: q.bytes("ver"), mid: q.bytes("mid") };
+    Subscribe::from_fields(key, heartbeat, optional, shared.limits())
 }
 
 async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, c: &ChannelConfig) {

@@ -104,6 +104,8 @@ fn parse(buf: &[u8], closed: bool) -> io::Result<Parsed> {
     let start = end + 4;
     let length = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| v);
     let total = match length {
+        // These statuses never carry a body, whatever the headers say (RFC 9110, 6.4.1).
+        _ if status == 204 || status == 304 || (100..200).contains(&status) => start,
         Some(v) => start + v.parse::<usize>().map_err(|_| bad(format!("bad Content-Length {v:?}")))?,
         None if closed => buf.len(),
         None => return Ok(Parsed::Partial),

@@ -51,6 +51,9 @@ pub struct BaseConfig {
     /// Adds an `X-Gopush-Error: <reason>` header to API answers whose `ret` is not 0. Off by
     /// default: upstream sent no such header and its responses are kept byte for byte.
     pub error_header: bool,
+    /// Origins whose pages may read the public API with `fetch()` (CORS); `"*"` allows any. Empty,
+    /// as upstream: pages then use JSONP or are served from web itself.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for BaseConfig {
@@ -65,6 +68,7 @@ impl Default for BaseConfig {
             max_connections_per_ip: 1_000,
             max_header_bytes: 16 * 1024,
             error_header: false,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! decisions behind each file are listed in docs/architecture.md#web.
 
 mod admin;
+mod client_files;
 mod config;
+mod cors;
 mod deadline;
 mod error;
 mod limits;

@@ -6,6 +6,7 @@
 use crate::error::WebError;
 use crate::reply::{self, Call, HttpResponse, Reply, Style, finish, valid_callback};
 use crate::state::State;
+use crate::{client_files, cors};
 use cluster::Proto;
 use cluster::gojson;
 use cluster::query::Query as Params;
@@ -48,9 +49,25 @@ fn lookup(path: &str) -> Option<(Route, Style, &'static str)> {
     })
 }
 
-/// Answers one request on the public port.
+/// Answers one request on the public port, with CORS headers for an allowed origin.
 pub(crate) async fn handle<B>(state: &State, req: Request<B>) -> HttpResponse {
+    let cors_origins = &state.config.base.cors_origins;
+    let origin = cors::allowed(cors_origins, &req);
+    if let Some(preflight) = cors::preflight(origin.as_ref(), &req) {
+        return preflight;
+    }
+    let mut resp = answer(state, req).await;
+    cors::decorate(!cors_origins.is_empty(), origin, &mut resp);
+    resp
+}
+
+async fn answer<B>(state: &State, req: Request<B>) -> HttpResponse {
     let Some((route, style, name)) = lookup(req.uri().path()) else {
+        if req.method() == Method::GET {
+            if let Some(file) = client_files::serve(req.uri().path(), &state.config.base.admin_bind) {
+                return file;
+            }
+        }
         return reply::not_found();
     };
     if req.method() != Method::GET {

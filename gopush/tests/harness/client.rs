@@ -35,6 +35,15 @@ pub fn sub_command(key: &str, version: Option<&str>) -> Vec<u8> {
     if let Some(v) = version {
         args.extend(["", v]);
     }
+    command(&args)
+}
+
+/// The `sub` command in the new format resuming after `mid` (docs/protocol.md#resume).
+pub fn resume_command(key: &str, mid: u64) -> Vec<u8> {
+    command(&["sub", key, "30", "", "1", &mid.to_string()])
+}
+
+fn command(args: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len());
     for a in args {
         out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
@@ -53,12 +62,21 @@ pub struct TcpSub {
 impl TcpSub {
     /// Connects to `server` and subscribes; `Err` carries the refusal (`-n\r\n`, ...) or the failure.
     pub async fn connect(server: &str, key: &str, version: Option<&str>) -> Result<TcpSub, String> {
+        TcpSub::start(server, &sub_command(key, version)).await
+    }
+
+    /// Connects to `server` and subscribes in the new format, resuming after `mid`.
+    pub async fn resume(server: &str, key: &str, mid: u64) -> Result<TcpSub, String> {
+        TcpSub::start(server, &resume_command(key, mid)).await
+    }
+
+    async fn start(server: &str, command: &[u8]) -> Result<TcpSub, String> {
         let stream = timeout(Duration::from_secs(5), TcpStream::connect(server))
             .await
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| format!("connect: {e}"))?;
         let mut sub = TcpSub { stream, buf: Vec::new(), server: server.to_string() };
-        sub.stream.write_all(&sub_command(key, version)).await.map_err(|e| format!("write: {e}"))?;
+        sub.stream.write_all(command).await.map_err(|e| format!("write: {e}"))?;
         match sub.next(Duration::from_secs(10)).await {
             Next::Status(s) if s == "+h" => Ok(sub),
             other => Err(format!("subscribe answered {other:?}")),
@@ -147,10 +165,20 @@ pub struct WsSub {
 impl WsSub {
     /// Upgrades on `ws://server/sub?key=key&heartbeat=30[&ver=ver]` and waits for `+h\r\n`.
     pub async fn connect(server: &str, key: &str, ver: Option<&str>) -> Result<WsSub, String> {
-        let mut url = format!("ws://{server}/sub?key={key}&heartbeat=30");
+        let mut query = format!("key={key}&heartbeat=30");
         if let Some(v) = ver {
-            url.push_str(&format!("&ver={v}"));
+            query.push_str(&format!("&ver={v}"));
         }
+        WsSub::start(server, &query).await
+    }
+
+    /// Upgrades with `ver=1&mid=mid`: the new format, resuming after `mid`.
+    pub async fn resume(server: &str, key: &str, mid: u64) -> Result<WsSub, String> {
+        WsSub::start(server, &format!("key={key}&heartbeat=30&ver=1&mid={mid}")).await
+    }
+
+    async fn start(server: &str, query: &str) -> Result<WsSub, String> {
+        let url = format!("ws://{server}/sub?{query}");
         let (ws, _) = timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url.as_str()))
             .await
             .map_err(|_| "upgrade timed out".to_string())?

@@ -72,16 +72,23 @@ pub struct WebPorts {
     pub public: u16,
     /// Admin API.
     pub admin: u16,
+    /// More lines for web's `[base]` section (say `cors_origins`).
+    pub extra: String,
+    /// Missed 300 ms pings after which web calls a comet dead (`[rpc] ping_failures`).
+    pub ping_failures: u32,
 }
 
 impl WebPorts {
     /// Two free ports.
     pub fn free() -> WebPorts {
-        WebPorts { public: free_port(), admin: free_port() }
+        WebPorts { public: free_port(), admin: free_port(), extra: String::new(), ping_failures: 3 }
     }
 
     fn section(&self) -> String {
-        format!("http_bind = \"127.0.0.1:{}\"\nadmin_bind = \"127.0.0.1:{}\"\n", self.public, self.admin)
+        format!(
+            "http_bind = \"127.0.0.1:{}\"\nadmin_bind = \"127.0.0.1:{}\"\n{}\n",
+            self.public, self.admin, self.extra
+        )
     }
 }
 
@@ -98,9 +105,9 @@ pub fn comet(zk: &Zk, node: &str, ports: &CometPorts) -> String {
     text
 }
 
-/// `web.toml`; web calls a comet dead after `ping_failures` missed 300 ms pings.
-pub fn web(zk: &Zk, ports: &WebPorts, ping_failures: u32) -> String {
-    let rpc = RPC.replace("ping_failures = 3", &format!("ping_failures = {ping_failures}"));
+/// `web.toml`.
+pub fn web(zk: &Zk, ports: &WebPorts) -> String {
+    let rpc = RPC.replace("ping_failures = 3", &format!("ping_failures = {}", ports.ping_failures));
     let text = format!("[base]\n{}\n{}\n{rpc}", ports.section(), zk.section());
     if let Err(e) = web::WebConfig::from_toml(&text) {
         panic!("the harness wrote a web config the web crate refuses: {e}\n{text}");

@@ -3,6 +3,7 @@
 //! the clients a real user has (HTTP, TCP and WebSocket subscribers). Every child is killed when
 //! its handle drops, and its log is printed when the test fails.
 
+pub mod browser;
 pub mod client;
 pub mod config;
 pub mod http;
@@ -79,12 +80,11 @@ impl Cluster {
     /// roots) and the Redis servers `redis` (a unique key prefix); returns when a push is stored
     /// and every comet is routed to by web.
     pub async fn start(zk_addr: &str, redis: &[String], nodes: &[&str]) -> Cluster {
-        Cluster::start_with(zk_addr, redis, nodes, 3).await
+        Cluster::start_with(zk_addr, redis, nodes, WebPorts::free()).await
     }
 
-    /// [`Cluster::start`] with web calling a comet dead only after `ping_failures` missed pings
-    /// (300 ms apart), for tests that pause a comet and must not see it pruned.
-    pub async fn start_with(zk_addr: &str, redis: &[String], nodes: &[&str], ping_failures: u32) -> Cluster {
+    /// [`Cluster::start`] with web on `web_ports` (and its extra config lines).
+    pub async fn start_with(zk_addr: &str, redis: &[String], nodes: &[&str], web_ports: WebPorts) -> Cluster {
         let dir = TempDir::new("cluster");
         let zk = Zk::unique(zk_addr);
         let (rpc, stat) = (testkit::free_port(), testkit::free_port());
@@ -95,8 +95,7 @@ impl Cluster {
         for node in nodes {
             comets.push(spawn_comet(&dir, &zk, node));
         }
-        let web_ports = WebPorts::free();
-        let path = dir.write("web.toml", &config::web(&zk, &web_ports, ping_failures));
+        let path = dir.write("web.toml", &config::web(&zk, &web_ports));
         let web = Gopush::spawn("web", dir.path(), &["web", "-c", &path]);
         let mut cluster = Cluster { comets, web, message, message_stat: stat, web_ports, zk, dir };
         cluster.wait_ready().await;
@@ -139,6 +138,15 @@ impl Cluster {
     pub async fn add_comet_via(&mut self, zk_addr: &str, node: &str) {
         let zk = Zk { addr: zk_addr.to_string(), ..self.zk.clone() };
         self.comets.push(spawn_comet(&self.dir, &zk, node));
+        self.wait_ready().await;
+    }
+
+    /// Starts ring node `node` again, on the same ports, after a kill; waits until web routes to it.
+    pub async fn restart_comet(&mut self, node: &str) {
+        let i = self.comets.iter().position(|c| c.node == node).unwrap_or_else(|| panic!("no comet {node}"));
+        let ports = self.comets[i].ports.clone();
+        let path = self.dir.write(&format!("comet-{node}.toml"), &config::comet(&self.zk, node, &ports));
+        self.comets[i].proc = Gopush::spawn(&format!("comet-{node}"), self.dir.path(), &["comet", "-c", &path]);
         self.wait_ready().await;
     }
 
@@ -237,8 +245,13 @@ pub struct Standalone {
 impl Standalone {
     /// Starts `gopush standalone -c <file>` on free ports and waits until web routes a key.
     pub async fn start() -> Standalone {
+        Standalone::start_with(WebPorts::free()).await
+    }
+
+    /// [`Standalone::start`] with web on `web` (and its extra config lines).
+    pub async fn start_with(web: WebPorts) -> Standalone {
         let dir = TempDir::new("standalone");
-        let (web, comet) = (WebPorts::free(), CometPorts::free());
+        let comet = CometPorts::free();
         let path = dir.write("standalone.toml", &config::standalone(&web, &comet));
         let mut proc = Gopush::spawn("standalone", dir.path(), &["standalone", "-c", &path]);
         let public = format!("127.0.0.1:{}", web.public);
