@@ -6,10 +6,12 @@
 pub mod config;
 pub mod gojson;
 pub mod membership;
+pub mod mid;
 pub mod net;
 pub mod node;
 pub mod pool;
 pub mod query;
+pub mod room;
 pub mod registry;
 pub mod rpc;
 pub mod stat;
