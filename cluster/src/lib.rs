@@ -11,8 +11,8 @@ pub mod net;
 pub mod node;
 pub mod pool;
 pub mod query;
-pub mod room;
 pub mod registry;
+pub mod room;
 pub mod rpc;
 pub mod stat;
 #[cfg(feature = "testing")]

@@ -231,7 +231,11 @@ impl CometService {
             None => Audience::All(rate),
         };
         // The queue is gone only while the comet shuts down.
-        if self.shared.fanouts.send(&self.shared, Fanout { audience, frames }).await { Ok(()) } else { Err(CometError::Unreachable) }
+        if self.shared.fanouts.send(&self.shared, Fanout { audience, frames }).await {
+            Ok(())
+        } else {
+            Err(CometError::Unreachable)
+        }
     }
 
     /// The status reported by `ping`.

@@ -5,11 +5,11 @@
 use crate::bucket::Buckets;
 use crate::config::CometConfig;
 use crate::handshake::Limits;
-use cluster::mid::Mids;
 use crate::order::Sequencer;
 use crate::ownership::Ownership;
 use crate::replay::Replays;
 use crate::rooms::Fanouts;
+use cluster::mid::Mids;
 use cluster::rpc::{CometStatus, Mid, PushPrivatesReply, SharedMessages};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;

@@ -13,6 +13,7 @@ pub mod metrics;
 mod prune;
 mod public;
 mod reply;
+mod rooms;
 mod routing;
 mod server;
 mod state;
