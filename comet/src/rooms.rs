@@ -27,10 +27,13 @@ const SHARDS: usize = 64;
 /// The members of one room, by connection identity.
 type Members = HashMap<usize, Arc<Conn>>;
 
+/// One shard of the index: room name → members.
+type Shard = Mutex<HashMap<Box<str>, Members>>;
+
 /// Room name → its live connections on this comet.
 #[derive(Debug)]
 pub struct RoomIndex {
-    shards: Box<[Mutex<HashMap<Box<str>, Members>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
 }
 

@@ -33,7 +33,7 @@ async fn rooms_of(addr: &str, key: &str) -> Value {
 /// A frame as a TCP or WebSocket subscriber reads it.
 enum Sub {
     Tcp(TcpSub),
-    Ws(WsSub),
+    Ws(Box<WsSub>),
 }
 
 impl Sub {
@@ -81,9 +81,9 @@ async fn room_suite(public: &str, addr: &str, m1: &str, m2: &str, out: &str) -> 
     // m1: TCP new format and WebSocket old format; m2: TCP old format and WebSocket new format.
     let mut subs = vec![
         (m1.to_string(), Sub::Tcp(TcpSub::subscribe(public, m1, Some("1.0")).await)),
-        (m1.to_string(), Sub::Ws(WsSub::subscribe(public, m1, None).await)),
+        (m1.to_string(), Sub::Ws(Box::new(WsSub::subscribe(public, m1, None).await))),
         (m2.to_string(), Sub::Tcp(TcpSub::subscribe(public, m2, None).await)),
-        (m2.to_string(), Sub::Ws(WsSub::subscribe(public, m2, Some("1")).await)),
+        (m2.to_string(), Sub::Ws(Box::new(WsSub::subscribe(public, m2, Some("1")).await))),
     ];
     let new_format = [true, false, false, true];
     let mut outsider = Sub::Tcp(TcpSub::subscribe(public, out, Some("1.0")).await);

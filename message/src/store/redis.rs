@@ -378,7 +378,7 @@ impl RedisStore {
             Some(r) if r.valid(now) => {
                 let slid = r.slid(now);
                 let mut pipe = redis::pipe();
-                pipe.cmd("HSET").arg(&tk).arg(&token).arg(slid.encode());
+                pipe.cmd("HSET").arg(&tk).arg(token).arg(slid.encode());
                 push_expire_at_least(&mut pipe, &tk, slid.expire);
                 if self.pipe::<()>("slide_token", shard, &pipe).await.is_err() {
                     // The token is valid now; only its extension was lost.
