@@ -138,6 +138,8 @@ pub struct RoomReport {
     pub deliveries_per_sec: f64,
     /// Per message: from its push until its last member got it.
     pub time_to_last_member: LatencySummary,
+    /// Members divided by the median time to the last member: how fast one message fans out.
+    pub fanout_per_sec: f64,
     /// Per delivery: push to receive.
     pub latency: LatencySummary,
     /// Admin request round trip.
@@ -163,7 +165,11 @@ impl std::fmt::Display for RoomReport {
             self.expected, self.delivered, self.lost, self.deliveries_per_sec
         )?;
         let t = &self.time_to_last_member;
-        writeln!(f, "  time to last member: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms", t.p50_ms, t.p99_ms, t.max_ms)?;
+        writeln!(
+            f,
+            "  time to last member: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({:.0} deliveries/s within one message)",
+            t.p50_ms, t.p99_ms, t.max_ms, self.fanout_per_sec
+        )?;
         let l = &self.latency;
         writeln!(f, "  push-to-receive:     p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms", l.p50_ms, l.p99_ms, l.max_ms)?;
         let r = &self.request_latency;
@@ -332,6 +338,8 @@ async fn run_room_inner(cfg: RoomConfig) -> Result<RoomReport> {
     }
     let last = tracked.last_delivery.load(Ordering::Relaxed);
     let secs = last.saturating_sub(start_nanos) as f64 / 1e9;
+    let to_last = to_last.snapshot().summary_ms();
+    let fanout_per_sec = if to_last.p50_ms > 0.0 { n as f64 * 1e3 / to_last.p50_ms } else { 0.0 };
     Ok(RoomReport {
         mode: if cfg.broadcast { "broadcast" } else { "room" }.to_string(),
         proto: cfg.proto,
@@ -345,7 +353,8 @@ async fn run_room_inner(cfg: RoomConfig) -> Result<RoomReport> {
         delivered,
         lost: expected - delivered,
         deliveries_per_sec: if secs > 0.0 { delivered as f64 / secs } else { 0.0 },
-        time_to_last_member: to_last.snapshot().summary_ms(),
+        time_to_last_member: to_last,
+        fanout_per_sec,
         latency: tracked.latency.snapshot().summary_ms(),
         request_latency: request_latency.snapshot().summary_ms(),
     })
