@@ -54,3 +54,5 @@ run push-half-ws   push --keys 1000 --rate 21000 --concurrency 32 --duration 20 
 run mpush-100      mpush --keys 1000 --batch 100 --concurrency 8 --duration 10
 run mpush-1000     mpush --keys 10000 --batch 1000 --concurrency 4 --duration 10
 run mpush-1000-ws  mpush --keys 10000 --batch 1000 --concurrency 4 --duration 10 --proto ws --ver 1.0.5
+run room-15k       room --members 15000 --messages 100 --rate 10 --drain 10
+run broadcast-15k  room --members 15000 --messages 10 --rate 1 --broadcast --drain 10

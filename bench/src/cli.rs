@@ -1,4 +1,4 @@
-//! The command line: `conns`, `push`, `mpush` (and the hidden `worker`), with the flags that mean
+//! The command line: `conns`, `push`, `mpush`, `room` (and the hidden `worker`), with the flags that mean
 //! the same in every subcommand gathered in [`Common`]. Turning flags into the run configurations
 //! happens here and nowhere else; defaults aim at `gopush standalone` on its upstream ports.
 
@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::conns::{ConnsConfig, default_key_prefix};
 use crate::push::PushConfig;
+use crate::room::RoomConfig;
 use crate::subscribe::Proto;
 
 /// Load generator for gopush-compatible clusters (loopback targets only).
@@ -26,6 +27,8 @@ pub enum Command {
     Push(PushArgs),
     /// Multi-key pushes (/1/admin/push/mprivate) in batches of B keys; deliveries per second.
     Mpush(MpushArgs),
+    /// Room pushes (/1/admin/push/room) or broadcasts (/1/admin/push/all) to N members; deliveries/s, time to the last member, loss.
+    Room(RoomArgs),
     /// Internal: one worker process of a large `conns` run.
     #[command(hide = true)]
     Worker {
@@ -128,6 +131,56 @@ pub struct MpushArgs {
     /// Keys per mprivate request.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
+}
+
+/// `room` flags. Shared flags: `--keys` is ignored (see `--members`), `--rate` is messages per
+/// second (default 10), `--duration` is ignored (see `--messages`).
+#[derive(Debug, Args)]
+pub struct RoomArgs {
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: Common,
+    /// Members: subscribed keys, one connection each, all joined to the room.
+    #[arg(long, default_value_t = 1000)]
+    pub members: u64,
+    /// Messages to publish.
+    #[arg(long, default_value_t = 100)]
+    pub messages: u64,
+    /// Broadcast with /1/admin/push/all instead of pushing to the room.
+    #[arg(long)]
+    pub broadcast: bool,
+    /// The room's name.
+    #[arg(long, default_value = "bench")]
+    pub room: String,
+    /// Message body size, bytes.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Longest wait for outstanding deliveries after publishing, seconds.
+    #[arg(long, default_value_t = 5)]
+    pub drain: u64,
+}
+
+impl RoomArgs {
+    /// The run configuration.
+    pub fn config(&self) -> RoomConfig {
+        let c = &self.common;
+        RoomConfig {
+            web: c.web.clone(),
+            admin: c.admin.clone(),
+            comet: c.comet.clone(),
+            proto: c.proto,
+            members: self.members,
+            messages: self.messages,
+            rate: if c.rate == 0 { 10 } else { c.rate },
+            broadcast: self.broadcast,
+            room: self.room.clone(),
+            heartbeat_secs: c.heartbeat,
+            ver: c.ver.clone(),
+            size: self.size,
+            drain_secs: self.drain,
+            key_prefix: c.key_prefix.clone().unwrap_or_else(default_key_prefix),
+        }
+    }
 }
 
 impl ConnsArgs {

@@ -1,7 +1,7 @@
 //! `gopush-bench`: a load generator for any gopush-cluster-compatible deployment. It speaks only
 //! the public protocols (web HTTP API, admin push API, comet TCP and WebSocket, docs/http-api.md and docs/protocol.md),
 //! so the same tool measures this project and upstream gopush-cluster 1.0.5. Entry points:
-//! [`conns::run_conns`], [`push::run_push`]; the binary in `main.rs` is a thin clap front end.
+//! [`conns::run_conns`], [`push::run_push`], [`room::run_room`]; the binary in `main.rs` is a thin clap front end.
 
 pub mod cli;
 pub mod conns;
@@ -11,6 +11,7 @@ pub mod histogram;
 pub mod http;
 pub mod payload;
 pub mod push;
+pub mod room;
 pub mod rss;
 pub mod socket;
 pub mod subscribe;
@@ -22,4 +23,5 @@ pub mod workers;
 pub use conns::{ConnsConfig, ConnsReport, run_conns};
 pub use error::BenchError;
 pub use push::{PushConfig, PushReport, run_push};
+pub use room::{RoomConfig, RoomReport, run_room};
 pub use subscribe::Proto;

@@ -279,7 +279,8 @@ async fn run_push_inner(cfg: PushConfig) -> Result<PushReport> {
         read_buf: (cfg.size + 128).clamp(512, 16 * 1024),
     });
     let sub_failures = Counts::default();
-    let sessions = subscribe_all(&cfg, comet, &web, &sub_opts, &sub_failures).await;
+    let sessions =
+        subscribe_all(cfg.keys, &cfg.key_prefix, cfg.concurrency, comet, &web, &sub_opts, &sub_failures).await;
     if sessions.is_empty() {
         return Err(BenchError::Config(format!(
             "no key could be subscribed: {}",
@@ -423,19 +424,22 @@ async fn run_push_inner(cfg: PushConfig) -> Result<PushReport> {
     })
 }
 
-/// Subscribes every key (256 at a time); returns the sessions that got `+h`, with their keys.
-async fn subscribe_all(
-    cfg: &PushConfig,
+/// Subscribes keys `<key_prefix>0..keys` (up to 256 at a time); returns the sessions that got
+/// `+h`, with their keys, in key order.
+pub(crate) async fn subscribe_all(
+    keys: u64,
+    key_prefix: &str,
+    concurrency: usize,
     comet: Option<SocketAddr>,
     web: &HttpTarget,
     opts: &Arc<SubOptions>,
     failures: &Counts,
 ) -> Vec<(String, Session)> {
-    let sem = Arc::new(Semaphore::new(256.min(cfg.concurrency.max(64))));
+    let sem = Arc::new(Semaphore::new(256.min(concurrency.max(64))));
     let mut tasks = JoinSet::new();
-    for i in 0..cfg.keys {
+    for i in 0..keys {
         let Ok(permit) = sem.clone().acquire_owned().await else { break };
-        let key = format!("{}{i}", cfg.key_prefix);
+        let key = format!("{key_prefix}{i}");
         let (opts, web) = (opts.clone(), web.clone());
         tasks.spawn(async move {
             let _permit = permit;

@@ -2,7 +2,7 @@
 //! numbers for a few seconds. It checks that the counts add up (every accepted delivery is either
 //! delivered or lost, nothing lost on loopback at a low rate), not how fast anything is.
 
-use bench::{ConnsConfig, Proto, PushConfig, run_conns, run_push};
+use bench::{ConnsConfig, Proto, PushConfig, RoomConfig, run_conns, run_push, run_room};
 use gopush::standalone::{Standalone, StandaloneConfig};
 
 async fn start() -> Standalone {
@@ -96,6 +96,30 @@ async fn mpush_batches_lose_nothing_at_a_low_rate() {
         assert_eq!(r.tally.accepted, r.tally.delivered + r.tally.lost, "{r}");
         assert_eq!(r.tally.lost, 0, "{r}");
         assert_eq!((r.tally.unconfirmed, r.duplicates, r.misrouted), (0, 0, 0), "{r}");
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_and_broadcast_reach_every_member() {
+    let s = start().await;
+    for (broadcast, proto, ver) in [(false, Proto::Tcp, Some("1.0.5")), (true, Proto::WebSocket, None)] {
+        let cfg = RoomConfig {
+            web: format!("http://{}", s.public_addr()),
+            admin: format!("http://{}", s.admin_addr()),
+            proto,
+            members: 40,
+            messages: 10,
+            rate: 50,
+            broadcast,
+            ver: ver.map(str::to_string),
+            ..RoomConfig::default()
+        };
+        let r = run_room(cfg).await.expect("room runs");
+        assert_eq!((r.members_subscribed, r.messages_ok), (40, 10), "{r}");
+        assert!(r.errors.is_empty(), "{r}");
+        assert_eq!((r.expected, r.delivered, r.lost), (400, 400, 0), "{r}");
+        assert_eq!(r.time_to_last_member.count, 10, "{r}");
     }
     s.shutdown().await;
 }

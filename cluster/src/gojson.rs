@@ -85,6 +85,20 @@ pub fn string(s: &str) -> String {
 /// as returned by [`compact`]) as raw JSON; the old format, for clients that gave no version, carries
 /// the `original` bytes as a JSON string.
 pub fn message(compacted: &str, original: &str, mid: i64, gid: u32, new_format: bool) -> String {
+    group_message(compacted, original, mid, gid, None, new_format)
+}
+
+/// Like [`message`], for a room push: the new format adds `"room":"R"` after `gid`, which old
+/// SDKs ignore as an unknown field; the old format stays exactly upstream's
+/// (docs/protocol.md#message-json).
+pub fn group_message(
+    compacted: &str,
+    original: &str,
+    mid: i64,
+    gid: u32,
+    room: Option<&str>,
+    new_format: bool,
+) -> String {
     let mut out = String::with_capacity(compacted.len().max(original.len()) + 48);
     out.push_str("{\"msg\":");
     if new_format {
@@ -92,7 +106,12 @@ pub fn message(compacted: &str, original: &str, mid: i64, gid: u32, new_format: 
     } else {
         push_string(&mut out, original);
     }
-    let _ = write!(out, ",\"mid\":{mid},\"gid\":{gid}}}");
+    let _ = write!(out, ",\"mid\":{mid},\"gid\":{gid}");
+    if let (Some(room), true) = (room, new_format) {
+        out.push_str(",\"room\":");
+        push_string(&mut out, room);
+    }
+    out.push('}');
     out
 }
 
@@ -133,5 +152,14 @@ mod tests {
         assert_eq!(new.len(), 76, "upstream's 76-byte example");
         let old = message(&c, "{\"test\":1}", 13996474938346192, 0, false);
         assert_eq!(old, r#"{"msg":"{\"test\":1}","mid":13996474938346192,"gid":0}"#);
+    }
+
+    #[test]
+    fn room_messages_name_their_room_in_the_new_format_only() {
+        let new = group_message("{}", "{}", 7, 1, Some("a<b"), true);
+        assert_eq!(new, r#"{"msg":{},"mid":7,"gid":1,"room":"a\u003cb"}"#);
+        let old = group_message("{}", "{}", 7, 1, Some("a<b"), false);
+        assert_eq!(old, r#"{"msg":"{}","mid":7,"gid":1}"#);
+        assert_eq!(group_message("1", "1", 8, 2, None, true), r#"{"msg":1,"mid":8,"gid":2}"#);
     }
 }

@@ -7,11 +7,13 @@ pub mod coalesce;
 pub mod config;
 pub mod gojson;
 pub mod membership;
+pub mod mid;
 pub mod net;
 pub mod node;
 pub mod pool;
 pub mod query;
 pub mod registry;
+pub mod room;
 pub mod rpc;
 pub mod stat;
 #[cfg(feature = "testing")]

@@ -56,6 +56,15 @@ pub struct Push {
     pub id: Option<String>,
 }
 
+/// What `MessageRpc.subscriber` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Subscriber {
+    /// Whether the given token is valid; `false` when none was given.
+    pub token_valid: bool,
+    /// The key's rooms, sorted.
+    pub rooms: Vec<String>,
+}
+
 /// A comet's answer to a health ping.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CometStatus {
@@ -192,6 +201,16 @@ rpc_service! {
     fn close_key(key: String) -> u32;
     /// Health and load.
     fn ping() -> CometStatus;
+    /// Adds `room` to the live connections of those `keys` that are connected here, so they get
+    /// the room's next push at once; the store holds the membership itself. A bad room is `BadKey`.
+    fn join_rooms(keys: Vec<String>, room: String) -> ();
+    /// Takes `room` away from the live connections of `keys` connected here.
+    fn leave_rooms(keys: Vec<String>, room: String) -> ();
+    /// Queues the message, with the `mid` web gave it, for every connection here whose key is in
+    /// `room`; answers once queued, and delivery follows in chunks in arrival order.
+    fn push_room(room: String, msg: String, mid: Mid) -> ();
+    /// Like `push_room` for every connection here, at most `rate` deliveries a second (0: no limit).
+    fn push_all(msg: String, mid: Mid, rate: u32) -> ();
 }
 
 rpc_service! {
@@ -218,6 +237,15 @@ rpc_service! {
     fn check_token(key: String, token: String) -> bool;
     /// Health of the store behind this node.
     fn ping() -> StoreHealth;
+    /// Adds `room` to each key's rooms; returns the keys whose save failed. A bad room is `BadKey`.
+    fn join_rooms(keys: Vec<String>, room: String) -> Vec<String>;
+    /// Removes `room` from each key's rooms; returns the keys whose save failed.
+    fn leave_rooms(keys: Vec<String>, room: String) -> Vec<String>;
+    /// The rooms `key` is in, sorted.
+    fn get_rooms(key: String) -> Vec<String>;
+    /// What a comet needs to admit a subscriber of `key`, in one call: the rooms of the key and,
+    /// when a token is given, whether it is valid (a valid token's lifetime starts again).
+    fn subscriber(key: String, token: Option<String>) -> Subscriber;
 }
 
 /// Shared handle to a comet, local or remote.

@@ -5,9 +5,9 @@
 
 use crate::rpc::{
     BoxFuture, CometApi, CometError, CometStatus, MessageApi, Mid, Push, PushPrivatesReply, StoreError, StoreHealth,
-    StoredMessage,
+    StoredMessage, Subscriber,
 };
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +46,24 @@ pub enum CometCall {
     Close {
         /// The key.
         key: String,
+    },
+    /// `join_rooms` (`join` true) or `leave_rooms`.
+    Rooms {
+        /// The keys.
+        keys: Vec<String>,
+        /// The room.
+        room: String,
+        /// Joined rather than left.
+        join: bool,
+    },
+    /// `push_room` (`room` set) or `push_all`.
+    Group {
+        /// The room; `None` for a broadcast.
+        room: Option<String>,
+        /// The message.
+        msg: String,
+        /// The mid web gave it.
+        mid: Mid,
     },
 }
 
@@ -177,6 +195,18 @@ impl CometApi for FakeComet {
             Ok(CometStatus { node: self.name.clone(), connections: self.connections, channels: 0, serving: true })
         })
     }
+    fn join_rooms(&self, keys: Vec<String>, room: String) -> BoxFuture<'_, Result<(), CometError>> {
+        Box::pin(async move { self.record(CometCall::Rooms { keys, room, join: true }).map(drop) })
+    }
+    fn leave_rooms(&self, keys: Vec<String>, room: String) -> BoxFuture<'_, Result<(), CometError>> {
+        Box::pin(async move { self.record(CometCall::Rooms { keys, room, join: false }).map(drop) })
+    }
+    fn push_room(&self, room: String, msg: String, mid: Mid) -> BoxFuture<'_, Result<(), CometError>> {
+        Box::pin(async move { self.record(CometCall::Group { room: Some(room), msg, mid }).map(drop) })
+    }
+    fn push_all(&self, msg: String, mid: Mid, _rate: u32) -> BoxFuture<'_, Result<(), CometError>> {
+        Box::pin(async move { self.record(CometCall::Group { room: None, msg, mid }).map(drop) })
+    }
 }
 
 /// One recorded save: keys, message, mid, expire.
@@ -207,6 +237,8 @@ pub struct FakeStore {
     pub save_delays: Mutex<VecDeque<Duration>>,
     /// Calls served.
     pub calls: AtomicU32,
+    /// Each key's rooms.
+    pub rooms: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 impl FakeStore {
@@ -334,5 +366,41 @@ impl MessageApi for FakeStore {
     }
     fn ping(&self) -> BoxFuture<'_, Result<StoreHealth, StoreError>> {
         Box::pin(async { Ok(StoreHealth { backend: "memory".into(), shards: vec![("fake".into(), true)] }) })
+    }
+    fn join_rooms(&self, keys: Vec<String>, room: String) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(async move { Ok(self.change_rooms(keys, |set| set.insert(room.clone()))) })
+    }
+    fn leave_rooms(&self, keys: Vec<String>, room: String) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(async move { Ok(self.change_rooms(keys, |set| set.remove(&room))) })
+    }
+    fn get_rooms(&self, key: String) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(async move { Ok(self.rooms_of(&key)) })
+    }
+    fn subscriber(&self, key: String, token: Option<String>) -> BoxFuture<'_, Result<Subscriber, StoreError>> {
+        Box::pin(async move {
+            let token_valid = match token {
+                Some(token) => self.check_token(key.clone(), token).await?,
+                None => false,
+            };
+            Ok(Subscriber { token_valid, rooms: self.rooms_of(&key) })
+        })
+    }
+}
+
+impl FakeStore {
+    fn change_rooms(&self, keys: Vec<String>, mut change: impl FnMut(&mut BTreeSet<String>) -> bool) -> Vec<String> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let (failed, ok): (Vec<String>, Vec<String>) = keys.into_iter().partition(|k| self.failing(k));
+        if let Ok(mut rooms) = self.rooms.lock() {
+            for key in ok {
+                change(rooms.entry(key).or_default());
+            }
+        }
+        failed
+    }
+
+    fn rooms_of(&self, key: &str) -> Vec<String> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.rooms.lock().ok().and_then(|r| r.get(key).map(|s| s.iter().cloned().collect())).unwrap_or_default()
     }
 }

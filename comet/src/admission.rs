@@ -66,13 +66,11 @@ pub(crate) async fn admit(shared: &Arc<Shared>, sub: &Subscribe, proto: Proto) -
     if shared.stopping.load(Ordering::Relaxed) || !shared.owns(&sub.key) {
         return Err(refuse(Error::NotOwner));
     }
-    if shared.config.channel.auth {
-        check_token(shared, &sub.key, &sub.token).await.map_err(refuse)?;
-    }
+    let rooms = check_token_and_load_rooms(shared, &sub.key, &sub.token).await.map_err(refuse)?;
     let c = &shared.config.channel;
     let limit = Limit { frames: c.msgbuf, bytes: c.outbox_bytes };
     let conn = Arc::new(Conn::new(proto, sub.new_format, limit, Utf8Bytes::from_static(HEARTBEAT_REPLY)));
-    let join = || shared.buckets.join(&sub.key, &conn, c.max_subscriber);
+    let join = || shared.buckets.join(&sub.key, &conn, c.max_subscriber, rooms);
     let (boundary, joined) = match sub.resume {
         Some(_) => {
             // Held before joining, so no live message can overtake the stored ones.
@@ -94,21 +92,33 @@ pub(crate) async fn admit(shared: &Arc<Shared>, sub: &Subscribe, proto: Proto) -
     Ok(Subscription { shared: shared.clone(), key: sub.key.clone(), conn, boundary })
 }
 
-async fn check_token(shared: &Shared, key: &str, token: &str) -> Result<(), Error> {
-    if token.is_empty() {
+/// The token check of auth mode and the loading of the key's rooms, in one store call when
+/// either is needed (a cached token and a channel that knows its rooms need none). `Some(rooms)`
+/// when loaded. Without auth a store that cannot be asked admits the subscriber without its rooms
+/// (docs/decisions.md#d53-the-owning-comet-indexes-live-connections-by-room).
+async fn check_token_and_load_rooms(shared: &Shared, key: &str, token: &str) -> Result<Option<Vec<String>>, Error> {
+    let auth = shared.config.channel.auth;
+    if auth && token.is_empty() {
         return Err(Error::TokenRejected);
     }
-    if shared.buckets.token_cached(key, token, Instant::now()) {
-        return Ok(());
+    let check = auth && !shared.buckets.token_cached(key, token, Instant::now());
+    if !check && shared.buckets.rooms_known(key) {
+        return Ok(None);
     }
     // No lock is held here: the store call may take a while.
-    match shared.messages.check_token(key.to_string(), token.to_string()).await {
-        Ok(true) => {
-            shared.buckets.cache_token(key, token, Instant::now() + shared.config.channel.token_cache);
-            Ok(())
+    match shared.messages.subscriber(key.to_string(), check.then(|| token.to_string())).await {
+        Ok(found) if check && !found.token_valid => Err(Error::TokenRejected),
+        Ok(found) => {
+            if check {
+                shared.buckets.cache_token(key, token, Instant::now() + shared.config.channel.token_cache);
+            }
+            Ok(Some(found.rooms))
         }
-        Ok(false) => Err(Error::TokenRejected),
-        Err(_) => Err(Error::TokenStoreUnavailable),
+        Err(_) if check => Err(Error::TokenStoreUnavailable),
+        Err(e) => {
+            tracing::debug!(key, error = %e, "rooms not loaded; the subscriber gets them once the store answers");
+            Ok(None)
+        }
     }
 }
 

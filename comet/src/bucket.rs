@@ -1,10 +1,13 @@
 //! The key → channel map, split into buckets (shards) so that pushes and (un)subscribes of
 //! different keys rarely meet on a lock. Every method holds one bucket's lock briefly and never
-//! across an await; closing connections happens after the lock is released.
+//! across an await; closing connections happens after the lock is released. Beside it sits the
+//! room index, updated under the bucket's lock whenever a channel's connections or rooms change
+//! (always bucket first, then room shard, so the two never deadlock).
 
 use crate::channel::Channel;
 use crate::conn::{Conn, Queued};
 use crate::frame::Frames;
+use crate::rooms::RoomIndex;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +23,8 @@ pub struct Buckets {
     shards: Box<[Bucket]>,
     hasher: RandomState,
     channels: AtomicUsize,
+    /// Room → the live connections of the keys in it.
+    pub rooms: RoomIndex,
 }
 
 /// What one delivery did.
@@ -38,6 +43,7 @@ impl Buckets {
             shards: (0..n.max(1)).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             channels: AtomicUsize::new(0),
+            rooms: RoomIndex::default(),
         }
     }
 
@@ -56,30 +62,93 @@ impl Buckets {
         Some(r)
     }
 
-    /// Adds `conn` to the key's channel (creating it) unless it already has `max` connections.
-    pub fn join(&self, key: &str, conn: &Arc<Conn>, max: usize) -> bool {
-        self.with(key, |map| match map.get_mut(key) {
-            Some(ch) => ch.join(conn, max),
-            None => {
-                let mut ch = Channel::default();
-                let ok = ch.join(conn, max);
-                map.insert(key.into(), ch);
-                ok
+    /// Adds `conn` to the key's channel (creating it) unless it already has `max` connections,
+    /// and to the channel's rooms. `loaded` are the key's rooms as the store just gave them, used
+    /// when the channel does not know its rooms yet.
+    pub fn join(&self, key: &str, conn: &Arc<Conn>, max: usize, loaded: Option<Vec<String>>) -> bool {
+        self.with(key, |map| {
+            let ch = map.entry(key.into()).or_default();
+            if !ch.join(conn, max) {
+                if ch.is_empty() {
+                    map.remove(key);
+                }
+                return false;
             }
+            match (&ch.rooms, loaded) {
+                (Some(rooms), _) => rooms.iter().for_each(|r| self.rooms.add(r, conn)),
+                (None, Some(loaded)) => {
+                    // Connections that joined while the store could not say get the rooms too.
+                    for room in &loaded {
+                        ch.conns.iter().for_each(|c| self.rooms.add(room, c));
+                    }
+                    ch.rooms = Some(loaded.into_iter().map(Into::into).collect());
+                }
+                (None, None) => {}
+            }
+            true
         })
         .unwrap_or(false)
     }
 
-    /// Removes `conn` from the key's channel, and the channel once it holds nothing.
+    /// True when the key's channel knows its rooms, so a subscriber need not load them.
+    pub fn rooms_known(&self, key: &str) -> bool {
+        self.with(key, |map| map.get(key).is_some_and(|ch| ch.rooms.is_some())).unwrap_or(false)
+    }
+
+    /// Adds `room` to the key's channel and its connections, if the key has a channel here.
+    pub fn join_room(&self, key: &str, room: &str) {
+        self.with(key, |map| {
+            if let Some(ch) = map.get_mut(key) {
+                let rooms = ch.rooms.get_or_insert_with(Vec::new);
+                if !rooms.iter().any(|r| &**r == room) {
+                    rooms.push(room.into());
+                }
+                ch.conns.iter().for_each(|c| self.rooms.add(room, c));
+            }
+        });
+    }
+
+    /// Takes `room` away from the key's channel and its connections.
+    pub fn leave_room(&self, key: &str, room: &str) {
+        self.with(key, |map| {
+            if let Some(ch) = map.get_mut(key) {
+                if let Some(rooms) = ch.rooms.as_mut() {
+                    rooms.retain(|r| &**r != room);
+                }
+                ch.conns.iter().for_each(|c| self.rooms.remove(room, c));
+            }
+        });
+    }
+
+    /// Removes `conn` from the key's channel and its rooms, and the channel once it holds nothing.
     pub fn leave(&self, key: &str, conn: &Arc<Conn>) {
         self.with(key, |map| {
             if let Some(ch) = map.get_mut(key) {
                 ch.leave(conn);
+                ch.rooms.iter().flatten().for_each(|r| self.rooms.remove(r, conn));
                 if ch.is_empty() {
                     map.remove(key);
                 }
             }
         });
+    }
+
+    /// Takes a removed channel's connections out of its rooms.
+    fn unindex(&self, ch: &Channel) {
+        for room in ch.rooms.iter().flatten() {
+            ch.conns.iter().for_each(|c| self.rooms.remove(room, c));
+        }
+    }
+
+    /// Number of buckets.
+    pub fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The connections of every channel in bucket `i`, for a broadcast.
+    pub fn conns_of(&self, i: usize) -> Vec<Arc<Conn>> {
+        let Some(Ok(map)) = self.shards.get(i).map(|s| s.lock()) else { return Vec::new() };
+        map.values().flat_map(|ch| ch.conns.iter().cloned()).collect()
     }
 
     /// Queues the message for every connection of the key; full outboxes close their connection.
@@ -102,7 +171,15 @@ impl Buckets {
 
     /// Removes the key's channel; returns its connections for the caller to close.
     pub fn remove(&self, key: &str) -> Vec<Arc<Conn>> {
-        self.with(key, |map| map.remove(key).map(|ch| ch.conns).unwrap_or_default()).unwrap_or_default()
+        self.with(key, |map| {
+            map.remove(key)
+                .map(|ch| {
+                    self.unindex(&ch);
+                    ch.conns
+                })
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
     }
 
     /// Removes every channel whose key satisfies `gone`; returns their connections.
@@ -113,6 +190,7 @@ impl Buckets {
             let before = map.len();
             map.retain(|key, ch| {
                 if gone(key) {
+                    self.unindex(ch);
                     out.append(&mut ch.conns);
                     false
                 } else {
@@ -169,10 +247,10 @@ mod tests {
     fn channels_exist_only_while_used() {
         let b = Buckets::new(4);
         let (c1, c2) = (conn(8), conn(8));
-        assert!(b.join("k", &c1, 2));
-        assert!(b.join("k", &c2, 2));
-        assert!(!b.join("k", &conn(8), 2), "max_subscriber");
-        assert!(b.join("j", &conn(8), 2));
+        assert!(b.join("k", &c1, 2, None));
+        assert!(b.join("k", &c2, 2, None));
+        assert!(!b.join("k", &conn(8), 2, None), "max_subscriber");
+        assert!(b.join("j", &conn(8), 2, None));
         assert_eq!(b.channels(), 2);
         let frames = Frames::new("{}".into(), "{}".into(), 1);
         assert_eq!(b.deliver("k", &frames).delivered, 2);
@@ -189,13 +267,33 @@ mod tests {
     fn full_outbox_is_dropped_and_others_still_receive() {
         let b = Buckets::new(1);
         let (slow, fast) = (conn(2), conn(100));
-        b.join("k", &slow, 8);
-        b.join("k", &fast, 8);
+        b.join("k", &slow, 8, None);
+        b.join("k", &fast, 8, None);
         let frames = Frames::new("1".into(), "1".into(), 1);
         assert_eq!(b.deliver("k", &frames), Delivery { delivered: 2, dropped: 0 });
         assert_eq!(b.deliver("k", &frames), Delivery { delivered: 1, dropped: 1 });
         assert!(slow.is_closed());
         assert_eq!(b.deliver("k", &frames), Delivery { delivered: 1, dropped: 0 });
+    }
+
+    #[test]
+    fn rooms_follow_channels_and_their_connections() {
+        let b = Buckets::new(2);
+        let (c1, c2) = (conn(8), conn(8));
+        assert!(!b.rooms_known("k"));
+        b.join("k", &c1, 8, Some(vec!["r".into()]));
+        assert!(b.rooms_known("k"));
+        b.join("k", &c2, 8, None);
+        assert_eq!(b.rooms.members("r").len(), 2, "the second connection takes the channel's rooms");
+        b.join_room("k", "s");
+        b.join_room("nobody", "s");
+        assert_eq!(b.rooms.members("s").len(), 2);
+        b.leave_room("k", "r");
+        assert!(b.rooms.members("r").is_empty());
+        b.leave("k", &c1);
+        assert_eq!(b.rooms.members("s").len(), 1);
+        assert_eq!(b.remove("k").len(), 1);
+        assert_eq!(b.rooms.rooms(), 0, "a removed channel leaves its rooms");
     }
 
     #[test]

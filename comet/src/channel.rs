@@ -13,6 +13,9 @@ pub struct Channel {
     pub conns: Vec<Arc<Conn>>,
     /// Tokens the store confirmed for this key, each trusted until its instant.
     tokens: Vec<(Box<str>, Instant)>,
+    /// The key's rooms, once loaded from the store; kept current by joins and leaves while the
+    /// channel lives (docs/decisions.md#d53-the-owning-comet-indexes-live-connections-by-room).
+    pub rooms: Option<Vec<Box<str>>>,
 }
 
 impl Channel {

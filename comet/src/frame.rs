@@ -15,6 +15,8 @@ pub struct Frames {
     compacted: String,
     original: String,
     mid: Mid,
+    gid: u32,
+    room: Option<Box<str>>,
     // Indexed by [`slot`]: (tcp, ws) × (old, new).
     built: [OnceLock<Utf8Bytes>; 4],
 }
@@ -26,7 +28,13 @@ fn slot(proto: Proto, new_format: bool) -> usize {
 impl Frames {
     /// The message as published (`original`), compacted by [`gojson::compact`], with its mid.
     pub fn new(compacted: String, original: String, mid: Mid) -> Frames {
-        Frames { compacted, original, mid, built: Default::default() }
+        Frames { compacted, original, mid, gid: 0, room: None, built: Default::default() }
+    }
+
+    /// A room push (`room` set, gid 1) or a broadcast (gid 2) (docs/protocol.md#message-json).
+    pub fn group(compacted: String, original: String, mid: Mid, room: Option<&str>) -> Frames {
+        let gid = if room.is_some() { cluster::room::ROOM_GID } else { cluster::room::BROADCAST_GID };
+        Frames { compacted, original, mid, gid, room: room.map(Into::into), built: Default::default() }
     }
 
     /// The message id.
@@ -38,7 +46,8 @@ impl Frames {
     pub fn get(&self, proto: Proto, new_format: bool) -> Utf8Bytes {
         self.built[slot(proto, new_format)]
             .get_or_init(|| {
-                let json = gojson::message(&self.compacted, &self.original, self.mid, 0, new_format);
+                let room = self.room.as_deref();
+                let json = gojson::group_message(&self.compacted, &self.original, self.mid, self.gid, room, new_format);
                 match proto {
                     Proto::WebSocket => Utf8Bytes::from(json),
                     Proto::Tcp => Utf8Bytes::from(format!("${}\r\n{json}\r\n", json.len())),

@@ -5,7 +5,7 @@
 //! Keys with nothing in flight have no line at all: their pushes are delivered in that same step.
 
 use crate::frame::Frames;
-use crate::mid::Mids;
+use cluster::mid::Mids;
 use cluster::rpc::Mid;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};

@@ -8,6 +8,7 @@ use crate::bucket::Delivery;
 use crate::frame::Frames;
 use crate::metrics as m;
 use crate::replay::{Claim, Replays};
+use crate::rooms::{Audience, Fanout};
 use crate::state::Shared;
 use cluster::gojson;
 use cluster::rpc::{BoxFuture, CometApi, CometError, CometStatus, Mid, Push, PushPrivatesReply};
@@ -203,13 +204,48 @@ impl CometService {
         Ok(u32::try_from(conns.len()).unwrap_or(u32::MAX))
     }
 
+    /// Applies a room join or leave to the live connections of `keys` held here.
+    fn change_rooms(&self, keys: &[String], room: &str, join: bool) -> Result<(), CometError> {
+        if !cluster::room::valid(room) {
+            return Err(CometError::BadKey);
+        }
+        for key in keys {
+            if join {
+                self.shared.buckets.join_room(key, room);
+            } else {
+                self.shared.buckets.leave_room(key, room);
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a room push (`room` set) or a broadcast for the fan-out worker.
+    async fn fan_out(&self, room: Option<String>, msg: String, mid: Mid, rate: u32) -> Result<(), CometError> {
+        if room.as_deref().is_some_and(|r| !cluster::room::valid(r)) {
+            return Err(CometError::BadKey);
+        }
+        let compacted = gojson::compact(&msg).ok_or(CometError::BadMessage)?;
+        let frames = Frames::group(compacted, msg, mid, room.as_deref());
+        let audience = match room {
+            Some(room) => Audience::Room(room),
+            None => Audience::All(rate),
+        };
+        // The queue is gone only while the comet shuts down.
+        if self.shared.fanouts.send(&self.shared, Fanout { audience, frames }).await {
+            Ok(())
+        } else {
+            Err(CometError::Unreachable)
+        }
+    }
+
     /// The status reported by `ping`.
     pub fn status(&self) -> CometStatus {
         self.shared.status()
     }
 }
 
-fn record(d: Delivery) {
+/// Counts one delivery's outcome in metrics.
+pub(crate) fn record(d: Delivery) {
     if d.delivered > 0 {
         metrics::counter!(m::DELIVERIES).increment(d.delivered as u64);
     }
@@ -284,5 +320,27 @@ impl CometApi for CometService {
 
     fn ping(&self) -> BoxFuture<'_, Result<CometStatus, CometError>> {
         Box::pin(async move { Ok(self.status()) })
+    }
+
+    fn join_rooms(&self, keys: Vec<String>, room: String) -> BoxFuture<'_, Result<(), CometError>> {
+        Box::pin(async move { self.change_rooms(&keys, &room, true) })
+    }
+
+    fn leave_rooms(&self, keys: Vec<String>, room: String) -> BoxFuture<'_, Result<(), CometError>> {
+        Box::pin(async move { self.change_rooms(&keys, &room, false) })
+    }
+
+    fn push_room(&self, room: String, msg: String, mid: Mid) -> BoxFuture<'_, Result<(), CometError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            timed("room", started, self.fan_out(Some(room), msg, mid, 0).await)
+        })
+    }
+
+    fn push_all(&self, msg: String, mid: Mid, rate: u32) -> BoxFuture<'_, Result<(), CometError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            timed("all", started, self.fan_out(None, msg, mid, rate).await)
+        })
     }
 }

@@ -5,10 +5,11 @@
 use crate::bucket::Buckets;
 use crate::config::CometConfig;
 use crate::handshake::Limits;
-use crate::mid::Mids;
 use crate::order::Sequencer;
 use crate::ownership::Ownership;
 use crate::replay::Replays;
+use crate::rooms::Fanouts;
+use cluster::mid::Mids;
 use cluster::rpc::{CometStatus, Mid, PushPrivatesReply, SharedMessages};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub replayed_multi_pushes: Replays<PushPrivatesReply>,
     /// Where messages and tokens are stored.
     pub messages: SharedMessages,
+    /// The queue of room and broadcast pushes.
+    pub fanouts: Fanouts,
     /// Open client connections, handshakes included; changed only through `admission::Slot`.
     pub connections: AtomicUsize,
     /// Registered and seen in the membership: listeners accept.
@@ -53,6 +56,7 @@ impl Shared {
             replayed_pushes: Replays::new(),
             replayed_multi_pushes: Replays::new(),
             messages,
+            fanouts: Fanouts::default(),
             connections: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),

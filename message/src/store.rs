@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 mod memory;
 mod redis;
+mod rooms;
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
@@ -38,6 +39,19 @@ pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
 /// Refuses empty and over-long tokens.
 pub(crate) fn check_token(token: &str) -> Result<(), StoreError> {
     if token.is_empty() || token.len() > MAX_TOKEN_LEN { Err(StoreError::BadToken) } else { Ok(()) }
+}
+
+/// Most rooms one key may be in: a join beyond it fails for that key, so a runaway publisher
+/// cannot grow one key's set without bound.
+pub const MAX_ROOMS_PER_KEY: usize = 256;
+
+/// Seconds a key's room membership lives after its last join: membership outlives reconnects and
+/// restarts, and keys nobody joins any more leave the store by themselves.
+pub const ROOMS_LIFE: i64 = 30 * 24 * 3600;
+
+/// Refuses a bad room name (as a bad key: the same rules, shorter).
+pub(crate) fn check_room(room: &str) -> Result<(), StoreError> {
+    if cluster::room::valid(room) { Ok(()) } else { Err(StoreError::BadKey) }
 }
 
 /// Refuses a negative mid.

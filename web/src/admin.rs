@@ -7,6 +7,7 @@
 use crate::error::WebError;
 use crate::limits::{AUTH_BLOCK, Strike};
 use crate::reply::{self, Call, HttpResponse, Reply, Style, finish};
+use crate::rooms::{self, RoomRoute};
 use crate::state::State;
 use bytes::{Bytes, BytesMut};
 use cluster::gojson;
@@ -42,6 +43,7 @@ enum Route {
     AddToken,
     Metrics,
     Health,
+    Room(RoomRoute),
 }
 
 fn lookup(path: &str) -> Option<(Route, &'static str)> {
@@ -54,7 +56,7 @@ fn lookup(path: &str) -> Option<(Route, &'static str)> {
         "/1/token/add" => (Route::AddToken, "/1/token/add"),
         "/metrics" => (Route::Metrics, "/metrics"),
         "/health" => (Route::Health, "/health"),
-        _ => return None,
+        _ => return rooms::lookup(path).map(|(r, name)| (Route::Room(r), name)),
     })
 }
 
@@ -89,7 +91,11 @@ where
     let started = Instant::now();
     let query = Params::parse(req.uri().query().unwrap_or("").as_bytes());
     let declared_len = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let body = read_body(req.into_body(), declared_len, state.config.base.max_body, state.config.base.http_timeout);
+    let max_body = match route {
+        Route::Room(r) => rooms::max_body(r, state.config.base.max_body),
+        _ => state.config.base.max_body,
+    };
+    let body = read_body(req.into_body(), declared_len, max_body, state.config.base.http_timeout);
     let mut call =
         Call { route: name, style: Style::Versioned, key: String::new(), error_header: state.config.base.error_header };
     let outcome = match route {
@@ -97,10 +103,12 @@ where
         Route::PushPrivates => push_privates(state, &query, body.await, &mut call.key).await,
         Route::DeleteMessages => delete_messages(state, body.await, &mut call.key).await,
         Route::AddToken => add_token(state, &query, body.await, &mut call.key).await,
+        Route::Room(r) => rooms::handle(state, r, &query, body.await, &mut call.key).await,
         Route::Metrics | Route::Health => Ok(Reply::ok(Style::Versioned)),
     };
     let response = finish(&call, outcome, None);
-    if matches!(route, Route::PushPrivate | Route::PushPrivates) {
+    if matches!(route, Route::PushPrivate | Route::PushPrivates | Route::Room(RoomRoute::PushRoom | RoomRoute::PushAll))
+    {
         metrics::histogram!("gopush_web_push_seconds", "route" => name).record(started.elapsed().as_secs_f64());
     }
     response
@@ -271,7 +279,7 @@ fn digits(s: &str) -> Option<&str> {
 }
 
 /// The body as a message: UTF-8 and one valid JSON value, else the comet would refuse it.
-fn json_message(body: &[u8]) -> Result<String, WebError> {
+pub(crate) fn json_message(body: &[u8]) -> Result<String, WebError> {
     let text = std::str::from_utf8(body).map_err(|_| WebError::BadMessage)?;
     if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
         return Err(WebError::BadMessage);

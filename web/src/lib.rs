@@ -15,6 +15,7 @@ pub mod metrics;
 mod prune;
 mod public;
 mod reply;
+mod rooms;
 mod routing;
 mod server;
 mod state;

@@ -140,6 +140,11 @@ impl Routes {
         if addrs.is_empty() { Err(WebError::NoComet) } else { Ok(addrs) }
     }
 
+    /// Every node's name and its active instance's handle, for pushes that go to every comet.
+    pub(crate) fn active(&self) -> Vec<(String, SharedComet)> {
+        self.active.iter().map(|(node, t)| (node.clone(), t.comet.clone())).collect()
+    }
+
     /// Every instance, active and standby.
     pub(crate) fn instances(&self) -> &[Target] {
         &self.all

@@ -14,6 +14,7 @@ use crate::public;
 use crate::routing::{self, CometFactory, remote_comets};
 use crate::state::State;
 use cluster::membership::{CometMembership, watch_comets, watch_messages};
+use cluster::mid::Mids;
 use cluster::net::{Accepted, SocketOptions, accept_loop, bind};
 use cluster::pool::MessagePool;
 use cluster::rpc::SharedMessages;
@@ -107,8 +108,15 @@ impl Web {
         tasks.push(tokio::spawn(health));
         tasks.push(tokio::spawn(cluster::stat::upkeep(metrics.clone(), shutdown.clone())));
         let throttle = AuthThrottle::default();
-        let state =
-            Arc::new(State { config, routes, messages: deps.messages, metrics, session: deps.session, throttle });
+        let state = Arc::new(State {
+            config,
+            routes,
+            messages: deps.messages,
+            metrics,
+            session: deps.session,
+            throttle,
+            mids: Mids::new(),
+        });
         for (listener, port) in [(public, Port::Public), (admin, Port::Admin)] {
             let serving = serve(listener, state.clone(), port, shutdown.clone(), connections.clone());
             tasks.push(tokio::spawn(serving));

@@ -5,6 +5,7 @@
 use crate::config::WebConfig;
 use crate::limits::AuthThrottle;
 use crate::routing::Routes;
+use cluster::mid::Mids;
 use cluster::rpc::SharedMessages;
 use cluster::zk::Session;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -20,6 +21,8 @@ pub(crate) struct State {
     pub(crate) session: Option<Session>,
     /// Failed admin tokens per source address.
     pub(crate) throttle: AuthThrottle,
+    /// The mids of room and broadcast pushes sent from this node.
+    pub(crate) mids: Mids,
 }
 
 impl State {

@@ -3,10 +3,11 @@
 //! await (every operation is synchronous inside). Expired entries are dropped when read and by a
 //! sweep of a shard at most once a minute, piggybacked on writes, so unread keys do not pile up.
 
+use super::rooms::MemoryRooms;
 use super::{check_key, check_mid, check_token, prepare};
 use crate::clock::Clock;
 use crate::token::{TokenRecord, to_evict};
-use cluster::rpc::{BoxFuture, MessageApi, Mid, StoreError, StoreHealth, StoredMessage};
+use cluster::rpc::{BoxFuture, MessageApi, Mid, StoreError, StoreHealth, StoredMessage, Subscriber};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -21,6 +22,7 @@ pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     store: usize,
     clock: Clock,
+    rooms: MemoryRooms,
 }
 
 #[derive(Default)]
@@ -64,7 +66,8 @@ impl MemoryStore {
 
     /// Like [`MemoryStore::new`] with a clock a test can move.
     pub fn with_clock(store: usize, clock: Clock) -> MemoryStore {
-        MemoryStore { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), store: store.max(1), clock }
+        let rooms = MemoryRooms::new(clock.clone());
+        MemoryStore { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), store: store.max(1), clock, rooms }
     }
 
     fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
@@ -213,6 +216,29 @@ impl MessageApi for MemoryStore {
     fn ping(&self) -> BoxFuture<'_, Result<StoreHealth, StoreError>> {
         let health = StoreHealth { backend: "memory".into(), shards: vec![("memory".into(), true)] };
         Box::pin(std::future::ready(Ok(health)))
+    }
+
+    fn join_rooms(&self, keys: Vec<String>, room: String) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(std::future::ready(self.rooms.join(&keys, &room)))
+    }
+
+    fn leave_rooms(&self, keys: Vec<String>, room: String) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(std::future::ready(self.rooms.leave(&keys, &room)))
+    }
+
+    fn get_rooms(&self, key: String) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(std::future::ready(self.rooms.get(&key)))
+    }
+
+    fn subscriber(&self, key: String, token: Option<String>) -> BoxFuture<'_, Result<Subscriber, StoreError>> {
+        let answer = (|| {
+            let token_valid = match token {
+                Some(token) => self.check_token_now(&key, &token)?,
+                None => false,
+            };
+            Ok(Subscriber { token_valid, rooms: self.rooms.get(&key)? })
+        })();
+        Box::pin(std::future::ready(answer))
     }
 }
 

@@ -7,13 +7,13 @@
 //! deadline, and every Redis failure becomes `StoreError::Backend` in [`RedisStore::exec`] alone.
 //! Needs Redis 7.0 or later (`EXPIREAT .. NX` / `GT`). docs/storage.md describes the layout.
 
-use super::{check_key, check_mid, check_token, prepare};
+use super::{MAX_ROOMS_PER_KEY, ROOMS_LIFE, check_key, check_mid, check_room, check_token, prepare};
 use crate::clock::Clock;
 use crate::config::RedisConfig;
 use crate::error::MessageError;
 use crate::member;
 use crate::token::{TokenRecord, to_evict};
-use cluster::rpc::{BoxFuture, MessageApi, Mid, StoreError, StoreHealth, StoredMessage};
+use cluster::rpc::{BoxFuture, MessageApi, Mid, StoreError, StoreHealth, StoredMessage, Subscriber};
 use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisResult, Value};
@@ -25,6 +25,10 @@ use tracing::{debug, info, warn};
 
 /// Namespace of the token hashes, after the prefix: `<prefix>gopush-token:<key>`.
 pub const TOKEN_NAMESPACE: &str = "gopush-token:";
+
+/// Namespace of the room sets, after the prefix: `<prefix>gopush-rooms:<key>`, one Redis set per
+/// key on the key's shard, so membership needs no command across keys (and works on Redis Cluster).
+pub const ROOMS_NAMESPACE: &str = "gopush-rooms:";
 
 /// Offline messages and tokens in ring-sharded Redis servers.
 pub struct RedisStore {
@@ -138,6 +142,10 @@ impl RedisStore {
 
     fn token_key(&self, key: &str) -> String {
         format!("{}{TOKEN_NAMESPACE}{key}", self.prefix)
+    }
+
+    fn rooms_key(&self, key: &str) -> String {
+        format!("{}{ROOMS_NAMESPACE}{key}", self.prefix)
     }
 
     /// Runs one command under the deadline.
@@ -356,27 +364,117 @@ impl RedisStore {
         let mut get = redis::cmd("HGET");
         get.arg(&tk).arg(&token);
         let stored: Option<String> = self.cmd("check_token", shard, &get).await?;
-        let Some(text) = stored else { return Ok(false) };
+        Ok(self.settle_token(&key, &token, stored).await)
+    }
+
+    /// Whether the stored token record `stored` is valid now: a valid one slides, a stale one is
+    /// removed.
+    async fn settle_token(&self, key: &str, token: &str, stored: Option<String>) -> bool {
+        let Some(text) = stored else { return false };
+        let tk = self.token_key(key);
+        let Ok(shard) = self.shard(key) else { return false };
         let now = self.clock.now();
         match TokenRecord::decode(&text) {
             Some(r) if r.valid(now) => {
                 let slid = r.slid(now);
                 let mut pipe = redis::pipe();
-                pipe.cmd("HSET").arg(&tk).arg(&token).arg(slid.encode());
+                pipe.cmd("HSET").arg(&tk).arg(token).arg(slid.encode());
                 push_expire_at_least(&mut pipe, &tk, slid.expire);
                 if self.pipe::<()>("slide_token", shard, &pipe).await.is_err() {
                     // The token is valid now; only its extension was lost.
                     warn!(key = %key, "cannot extend a token's lifetime");
                 }
-                Ok(true)
+                true
             }
             _ => {
                 let mut del = redis::cmd("HDEL");
-                del.arg(&tk).arg(&token);
+                del.arg(&tk).arg(token);
                 let _: Result<(), _> = self.cmd("remove_token", shard, &del).await;
-                Ok(false)
+                false
             }
         }
+    }
+
+    /// Adds (`join`) or removes `room` for each key, one pipeline per shard in parallel; returns
+    /// the keys that failed (bad, shard down, or a join over [`MAX_ROOMS_PER_KEY`]).
+    async fn change_rooms_io(&self, keys: Vec<String>, room: String, join: bool) -> Result<Vec<String>, StoreError> {
+        check_room(&room)?;
+        let mut failed: Vec<usize> = Vec::new();
+        let mut by_shard: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (pos, key) in keys.iter().enumerate() {
+            match (check_key(key), self.shard_of(key)) {
+                (Ok(()), Some(shard)) => by_shard.entry(shard).or_default().push(pos),
+                _ => failed.push(pos),
+            }
+        }
+        let (what, per_key) = if join { ("join_rooms", 3) } else { ("leave_rooms", 1) };
+        let rounds = by_shard.into_iter().map(|(shard, positions)| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for &pos in &positions {
+                let rk = self.rooms_key(&keys[pos]);
+                if join {
+                    pipe.cmd("SADD").arg(&rk).arg(&room);
+                    pipe.cmd("SCARD").arg(&rk);
+                    pipe.cmd("EXPIRE").arg(&rk).arg(ROOMS_LIFE);
+                } else {
+                    pipe.cmd("SREM").arg(&rk).arg(&room);
+                }
+            }
+            let (shard, room, keys) = (&self.shards[shard], &room, &keys);
+            async move {
+                let replies = match self.pipe::<Vec<Value>>(what, shard, &pipe).await {
+                    Ok(r) if r.len() == positions.len() * per_key => r,
+                    Ok(_) | Err(_) => return positions,
+                };
+                let mut failed = Vec::new();
+                let mut over = redis::pipe();
+                for (&pos, r) in positions.iter().zip(replies.chunks(per_key)) {
+                    if r.iter().any(|v| matches!(v, Value::ServerError(_))) {
+                        failed.push(pos);
+                    } else if join && matches!(r, [Value::Int(1), Value::Int(n), _] if *n as usize > MAX_ROOMS_PER_KEY)
+                    {
+                        // This join made the set too big: take it back.
+                        over.cmd("SREM").arg(self.rooms_key(&keys[pos])).arg(room);
+                        failed.push(pos);
+                    }
+                }
+                if !failed.is_empty() && join {
+                    let _: Result<(), _> = self.pipe("join_rooms", shard, &over).await;
+                }
+                failed
+            }
+        });
+        for shard_failed in join_all(rounds).await {
+            failed.extend(shard_failed);
+        }
+        failed.sort_unstable();
+        Ok(failed.into_iter().map(|pos| keys[pos].clone()).collect())
+    }
+
+    async fn get_rooms_io(&self, key: String) -> Result<Vec<String>, StoreError> {
+        check_key(&key)?;
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(self.rooms_key(&key));
+        let mut rooms: Vec<String> = self.cmd("get_rooms", self.shard(&key)?, &members).await?;
+        rooms.sort_unstable();
+        Ok(rooms)
+    }
+
+    /// The key's rooms and its token's record in one round trip, then the token settled.
+    async fn subscriber_io(&self, key: String, token: Option<String>) -> Result<Subscriber, StoreError> {
+        check_key(&key)?;
+        let Some(token) = token else {
+            return Ok(Subscriber { token_valid: false, rooms: self.get_rooms_io(key).await? });
+        };
+        check_token(&token)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SMEMBERS").arg(self.rooms_key(&key));
+        pipe.cmd("HGET").arg(self.token_key(&key)).arg(&token);
+        let (mut rooms, stored): (Vec<String>, Option<String>) =
+            self.pipe("subscriber", self.shard(&key)?, &pipe).await?;
+        rooms.sort_unstable();
+        Ok(Subscriber { token_valid: self.settle_token(&key, &token, stored).await, rooms })
     }
 
     async fn ping_io(&self) -> StoreHealth {
@@ -431,6 +529,22 @@ impl MessageApi for RedisStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<StoreHealth, StoreError>> {
         Box::pin(async move { Ok(self.ping_io().await) })
+    }
+
+    fn join_rooms(&self, keys: Vec<String>, room: String) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(self.change_rooms_io(keys, room, true))
+    }
+
+    fn leave_rooms(&self, keys: Vec<String>, room: String) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(self.change_rooms_io(keys, room, false))
+    }
+
+    fn get_rooms(&self, key: String) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(self.get_rooms_io(key))
+    }
+
+    fn subscriber(&self, key: String, token: Option<String>) -> BoxFuture<'_, Result<Subscriber, StoreError>> {
+        Box::pin(self.subscriber_io(key, token))
     }
 }
 

@@ -1,12 +1,13 @@
 //! Message ids (docs/decisions.md#d6-message-ids): Unix time in 100 ns units, like upstream, but
-//! strictly increasing per comet (`max(now, last + 1)`), so two pushes in the same 100 ns or a
-//! clock step back never give a client a duplicate or smaller mid.
+//! strictly increasing per generator (`max(now, last + 1)`), so two pushes in the same 100 ns or a
+//! clock step back never give a client a duplicate or smaller mid. Each comet has one for private
+//! pushes, each web node one for room and broadcast pushes (docs/decisions.md#d52-one-mid-per-room-message-assigned-by-web).
 
-use cluster::rpc::Mid;
+use crate::rpc::Mid;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Hands out strictly increasing mids; shared by every push of this comet.
+/// Hands out strictly increasing mids; one per comet, and one per web node for room pushes.
 #[derive(Debug, Default)]
 pub struct Mids {
     last: AtomicI64,
