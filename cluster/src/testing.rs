@@ -4,8 +4,8 @@
 //! comet and store live in sibling crates that may not depend on each other; these stand in.
 
 use crate::rpc::{
-    BoxFuture, CometApi, CometError, CometStatus, MessageApi, Mid, PushPrivatesReply, StoreError, StoreHealth,
-    StoredMessage,
+    BoxFuture, CometApi, CometError, CometStatus, KeyPresence, MessageApi, Mid, OnlineCount, PushPrivatesReply,
+    StoreError, StoreHealth, StoredMessage,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -143,6 +143,19 @@ impl CometApi for FakeComet {
         Box::pin(async move {
             self.check()?;
             Ok(CometStatus { node: self.name.clone(), connections: self.connections, channels: 0, serving: true })
+        })
+    }
+    fn online(&self, keys: Vec<String>) -> BoxFuture<'_, Result<Vec<KeyPresence>, CometError>> {
+        Box::pin(async move {
+            self.check()?;
+            // Keys starting with `on` have one TCP connection; every other key is offline.
+            Ok(keys.iter().map(|k| KeyPresence { tcp: u32::from(k.starts_with("on")), ws: 0 }).collect())
+        })
+    }
+    fn online_count(&self) -> BoxFuture<'_, Result<OnlineCount, CometError>> {
+        Box::pin(async move {
+            self.check()?;
+            Ok(OnlineCount { node: self.name.clone(), keys: self.connections, tcp: self.connections, ws: 0 })
         })
     }
 }

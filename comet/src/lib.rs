@@ -16,13 +16,16 @@ pub mod metrics;
 mod mid;
 mod order;
 mod ownership;
+mod presence;
 mod replay;
 mod server;
 mod service;
 mod state;
 mod tcp;
+mod webhook;
 mod websocket;
 
 pub use config::{BaseConfig, ChannelConfig, CometConfig, NodeConfig};
 pub use error::Error;
 pub use server::{Comet, CometDeps};
+pub use webhook::{WebhookConfig, signature as webhook_signature};

@@ -8,8 +8,11 @@ use crate::handshake::Limits;
 use crate::mid::Mids;
 use crate::order::Sequencer;
 use crate::ownership::Ownership;
+use crate::presence::Presence;
 use crate::replay::Replays;
+use crate::webhook::Queue;
 use cluster::rpc::{CometStatus, Mid, PushPrivatesReply, SharedMessages};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -21,6 +24,10 @@ pub(crate) struct Shared {
     pub buckets: Buckets,
     /// The ring and this comet's node on it.
     pub ownership: Ownership,
+    /// Each key's subscribed connections, and the source of presence events.
+    pub presence: Presence,
+    /// Presence events waiting for the webhook sender; `None` when webhooks are off.
+    pub webhook: Option<Arc<Queue>>,
     /// The mid generator.
     pub mids: Mids,
     /// Each key's pushes in mid order while saves run.
@@ -45,7 +52,10 @@ pub(crate) struct Shared {
 impl Shared {
     /// Fresh state: no ring, no channels.
     pub fn new(config: CometConfig, messages: SharedMessages) -> Shared {
+        let webhook = config.webhook.enabled().then(|| Arc::new(Queue::new(&config.webhook)));
         Shared {
+            presence: Presence::new(config.channel.bucket, &config.node.name, webhook.clone()),
+            webhook,
             buckets: Buckets::new(config.channel.bucket),
             ownership: Ownership::new(config.node.name.clone(), config.ring_hash),
             mids: Mids::new(),

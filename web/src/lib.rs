@@ -10,6 +10,7 @@ mod deadline;
 mod error;
 mod limits;
 pub mod metrics;
+mod presence;
 mod prune;
 mod public;
 mod reply;

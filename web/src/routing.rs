@@ -116,6 +116,11 @@ impl Routes {
         if addrs.is_empty() { Err(WebError::NoComet) } else { Ok(addrs) }
     }
 
+    /// Each node and its active instance.
+    pub(crate) fn active(&self) -> impl Iterator<Item = (&str, &Target)> {
+        self.active.iter().map(|(node, target)| (node.as_str(), target))
+    }
+
     /// Every instance, active and standby.
     pub(crate) fn instances(&self) -> &[Target] {
         &self.all
