@@ -7,6 +7,9 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod proc;
+// Only the presence tests take webhooks; other test binaries leave it unused.
+#[allow(dead_code)]
+pub mod receiver;
 
 use config::{CometPorts, WebPorts, Zk};
 use proc::{Gopush, TempDir};
@@ -72,6 +75,7 @@ pub struct Cluster {
     web_ports: WebPorts,
     zk: Zk,
     dir: TempDir,
+    comet_extra: String,
 }
 
 impl Cluster {
@@ -79,6 +83,11 @@ impl Cluster {
     /// roots) and the Redis servers `redis` (a unique key prefix); returns when a push is stored
     /// and every comet is routed to by web.
     pub async fn start(zk_addr: &str, redis: &[String], nodes: &[&str]) -> Cluster {
+        Cluster::start_with(zk_addr, redis, nodes, "").await
+    }
+
+    /// [`Cluster::start`] with `comet_extra` appended to every comet's file.
+    pub async fn start_with(zk_addr: &str, redis: &[String], nodes: &[&str], comet_extra: &str) -> Cluster {
         let dir = TempDir::new("cluster");
         let zk = Zk::unique(zk_addr);
         let (rpc, stat) = (testkit::free_port(), testkit::free_port());
@@ -87,12 +96,13 @@ impl Cluster {
         let message = Gopush::spawn("message", dir.path(), &["message", "-c", &path]);
         let mut comets = Vec::new();
         for node in nodes {
-            comets.push(spawn_comet(&dir, &zk, node));
+            comets.push(spawn_comet(&dir, &zk, node, comet_extra));
         }
         let web_ports = WebPorts::free();
         let path = dir.write("web.toml", &config::web(&zk, &web_ports));
         let web = Gopush::spawn("web", dir.path(), &["web", "-c", &path]);
-        let mut cluster = Cluster { comets, web, message, message_stat: stat, web_ports, zk, dir };
+        let comet_extra = comet_extra.to_string();
+        let mut cluster = Cluster { comets, web, message, message_stat: stat, web_ports, zk, dir, comet_extra };
         cluster.wait_ready().await;
         cluster
     }
@@ -124,7 +134,7 @@ impl Cluster {
 
     /// Starts one more comet under ring node `node` and waits until web routes to it.
     pub async fn add_comet(&mut self, node: &str) {
-        self.comets.push(spawn_comet(&self.dir, &self.zk, node));
+        self.comets.push(spawn_comet(&self.dir, &self.zk, node, &self.comet_extra));
         self.wait_ready().await;
     }
 
@@ -202,9 +212,9 @@ impl Cluster {
     }
 }
 
-fn spawn_comet(dir: &TempDir, zk: &Zk, node: &str) -> CometProc {
+fn spawn_comet(dir: &TempDir, zk: &Zk, node: &str, extra: &str) -> CometProc {
     let ports = CometPorts::free();
-    let path = dir.write(&format!("comet-{node}.toml"), &config::comet(zk, node, &ports));
+    let path = dir.write(&format!("comet-{node}.toml"), &config::comet(zk, node, &ports, extra));
     let proc = Gopush::spawn(&format!("comet-{node}"), dir.path(), &["comet", "-c", &path]);
     CometProc { node: node.to_string(), ports, proc }
 }
@@ -223,9 +233,14 @@ pub struct Standalone {
 impl Standalone {
     /// Starts `gopush standalone -c <file>` on free ports and waits until web routes a key.
     pub async fn start() -> Standalone {
+        Standalone::start_with("").await
+    }
+
+    /// [`Standalone::start`] with `extra` appended to the file (more sections).
+    pub async fn start_with(extra: &str) -> Standalone {
         let dir = TempDir::new("standalone");
         let (web, comet) = (WebPorts::free(), CometPorts::free());
-        let path = dir.write("standalone.toml", &config::standalone(&web, &comet));
+        let path = dir.write("standalone.toml", &config::standalone(&web, &comet, extra));
         let mut proc = Gopush::spawn("standalone", dir.path(), &["standalone", "-c", &path]);
         let public = format!("127.0.0.1:{}", web.public);
         eventually("standalone to serve", READY_TIMEOUT, || {
