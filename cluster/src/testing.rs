@@ -52,7 +52,8 @@ pub enum CometCall {
 /// A comet double. It records every call and answers by key: an empty key is
 /// [`CometError::BadKey`], keys starting with `notmine` are not owned, `store-down` fails as a
 /// store backend error, `slow` answers after 5 s, and keys starting with `fk` fail inside
-/// multi-pushes. A message that is not JSON is [`CometError::BadMessage`] and an empty token
+/// multi-pushes; `online` finds keys starting with `on` online with one TCP connection. A message
+/// that is not JSON is [`CometError::BadMessage`] and an empty token
 /// [`CometError::BadToken`]. While `down` is set every call fails as unreachable. Mids count up
 /// from 1.
 #[derive(Default)]
