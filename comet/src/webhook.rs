@@ -127,8 +127,11 @@ impl Kind {
 /// One presence event, as queued.
 #[derive(Debug, Clone)]
 pub(crate) struct Event {
+    /// What happened.
     pub kind: Kind,
+    /// To which key.
     pub key: Box<str>,
+    /// The protocol of the connection that caused it.
     pub proto: Proto,
     /// Unix time in milliseconds.
     pub time: u64,
@@ -166,6 +169,8 @@ impl Queue {
         if q.len() >= self.bound {
             q.pop_front();
             metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "overflow").increment(1);
+            // The sender updates the gauge between batches; a stuck sender must not hide a full queue.
+            metrics::gauge!(crate::metrics::WEBHOOK_QUEUE).set(self.bound as f64);
         }
         q.push_back(event);
         if q.len() == self.batch {
