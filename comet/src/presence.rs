@@ -15,9 +15,12 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// One shard of the index: key → its connections.
+type Shard = Mutex<HashMap<Box<str>, KeyPresence>>;
+
 /// The presence index of one comet.
 pub(crate) struct Presence {
-    shards: Box<[Mutex<HashMap<Box<str>, KeyPresence>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
     keys: AtomicU64,
     tcp: AtomicU64,
@@ -40,7 +43,7 @@ impl Presence {
         }
     }
 
-    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, KeyPresence>> {
+    fn shard(&self, key: &str) -> &Shard {
         &self.shards[(self.hasher.hash_one(key) as usize) % self.shards.len()]
     }
 
