@@ -5,6 +5,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::conns::{ConnsConfig, default_key_prefix};
+use crate::online::OnlineConfig;
 use crate::push::PushConfig;
 use crate::room::RoomConfig;
 use crate::subscribe::Proto;
@@ -29,6 +30,8 @@ pub enum Command {
     Mpush(MpushArgs),
     /// Room pushes (/1/admin/push/room) or broadcasts (/1/admin/push/all) to N members; deliveries/s, time to the last member, loss.
     Room(RoomArgs),
+    /// Presence queries (/1/admin/online), one key per GET or B keys per POST; requests/s, latency.
+    Online(OnlineArgs),
     /// Internal: one worker process of a large `conns` run.
     #[command(hide = true)]
     Worker {
@@ -179,6 +182,46 @@ impl RoomArgs {
             size: self.size,
             drain_secs: self.drain,
             key_prefix: c.key_prefix.clone().unwrap_or_else(default_key_prefix),
+        }
+    }
+}
+
+/// `online` flags.
+#[derive(Debug, Args)]
+pub struct OnlineArgs {
+    /// Web admin base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8091")]
+    pub admin: String,
+    /// Distinct keys asked about: `<key-prefix>0` .. `<key-prefix>(keys-1)`, the keys `conns` opens.
+    #[arg(long, default_value_t = 1000)]
+    pub keys: u64,
+    /// Keys per request: 0 asks one key per `GET ?key=`, B posts batches of B keys.
+    #[arg(long, default_value_t = 0)]
+    pub batch: usize,
+    /// Run time, seconds (max 600).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Connections asking at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Key prefix (as given to `conns`).
+    #[arg(long, default_value = "bench-")]
+    pub key_prefix: String,
+    /// Print one JSON object instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl OnlineArgs {
+    /// The run configuration.
+    pub fn config(&self) -> OnlineConfig {
+        OnlineConfig {
+            admin: self.admin.clone(),
+            keys: self.keys,
+            batch: self.batch,
+            duration_secs: self.duration,
+            concurrency: self.concurrency,
+            key_prefix: self.key_prefix.clone(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod counts;
 pub mod error;
 pub mod histogram;
 pub mod http;
+pub mod online;
 pub mod payload;
 pub mod push;
 pub mod room;
@@ -22,6 +23,7 @@ pub mod workers;
 
 pub use conns::{ConnsConfig, ConnsReport, run_conns};
 pub use error::BenchError;
+pub use online::{OnlineConfig, OnlineReport, run_online};
 pub use push::{PushConfig, PushReport, run_push};
 pub use room::{RoomConfig, RoomReport, run_room};
 pub use subscribe::Proto;

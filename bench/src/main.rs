@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use bench::cli::{Cli, Command};
-use bench::{run_conns, run_push, run_room, workers};
+use bench::{run_conns, run_online, run_push, run_room, workers};
 use clap::Parser;
 use serde::Serialize;
 
@@ -31,6 +31,7 @@ async fn main() -> ExitCode {
         Command::Push(a) => run_push(a.config(0)).await.map(|r| print(&r, a.common.json)),
         Command::Mpush(a) => run_push(a.push.config(a.batch.max(1))).await.map(|r| print(&r, a.push.common.json)),
         Command::Room(a) => run_room(a.config()).await.map(|r| print(&r, a.common.json)),
+        Command::Online(a) => run_online(a.config()).await.map(|r| print(&r, a.json)),
         Command::Worker { spec } => workers::worker_main(&spec).await.map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {

@@ -78,6 +78,35 @@ pub struct CometStatus {
     pub serving: bool,
 }
 
+/// How one key is connected to a comet: its subscribed connections by protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KeyPresence {
+    /// Subscribed TCP connections.
+    pub tcp: u32,
+    /// Subscribed WebSocket connections.
+    pub ws: u32,
+}
+
+impl KeyPresence {
+    /// Connections of both protocols.
+    pub fn conns(&self) -> u32 {
+        self.tcp.saturating_add(self.ws)
+    }
+}
+
+/// A comet's presence totals, for `/1/admin/online/count`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OnlineCount {
+    /// Its ring node name.
+    pub node: String,
+    /// Keys with at least one subscribed connection.
+    pub keys: u64,
+    /// Subscribed TCP connections.
+    pub tcp: u64,
+    /// Subscribed WebSocket connections.
+    pub ws: u64,
+}
+
 /// A message node's answer to a health ping.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StoreHealth {
@@ -211,6 +240,10 @@ rpc_service! {
     fn push_room(room: String, msg: String, mid: Mid) -> ();
     /// Like `push_room` for every connection here, at most `rate` deliveries a second (0: no limit).
     fn push_all(msg: String, mid: Mid, rate: u32) -> ();
+    /// The subscribed connections of each of `keys`, in the same order (offline keys are zero).
+    fn online(keys: Vec<String>) -> Vec<KeyPresence>;
+    /// This comet's presence totals.
+    fn online_count() -> OnlineCount;
 }
 
 rpc_service! {

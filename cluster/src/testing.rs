@@ -4,8 +4,8 @@
 //! comet and store live in sibling crates that may not depend on each other; these stand in.
 
 use crate::rpc::{
-    BoxFuture, CometApi, CometError, CometStatus, MessageApi, Mid, Push, PushPrivatesReply, StoreError, StoreHealth,
-    StoredMessage, Subscriber,
+    BoxFuture, CometApi, CometError, CometStatus, KeyPresence, MessageApi, Mid, OnlineCount, Push, PushPrivatesReply,
+    StoreError, StoreHealth, StoredMessage, Subscriber,
 };
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -70,7 +70,8 @@ pub enum CometCall {
 /// A comet double. It records every call and answers by key: an empty key is
 /// [`CometError::BadKey`], keys starting with `notmine` are not owned, `store-down` fails as a
 /// store backend error, `slow` answers after 5 s (or `slow_ms`), and keys starting with `fk` fail inside
-/// multi-pushes. A message that is not JSON is [`CometError::BadMessage`] and an empty token
+/// multi-pushes; `online` finds keys starting with `on` online with one TCP connection. A message
+/// that is not JSON is [`CometError::BadMessage`] and an empty token
 /// [`CometError::BadToken`]. While `down` is set every call fails as unreachable. Mids count up
 /// from 1.
 #[derive(Default)]
@@ -206,6 +207,19 @@ impl CometApi for FakeComet {
     }
     fn push_all(&self, msg: String, mid: Mid, _rate: u32) -> BoxFuture<'_, Result<(), CometError>> {
         Box::pin(async move { self.record(CometCall::Group { room: None, msg, mid }).map(drop) })
+    }
+    fn online(&self, keys: Vec<String>) -> BoxFuture<'_, Result<Vec<KeyPresence>, CometError>> {
+        Box::pin(async move {
+            self.check()?;
+            // Keys starting with `on` have one TCP connection; every other key is offline.
+            Ok(keys.iter().map(|k| KeyPresence { tcp: u32::from(k.starts_with("on")), ws: 0 }).collect())
+        })
+    }
+    fn online_count(&self) -> BoxFuture<'_, Result<OnlineCount, CometError>> {
+        Box::pin(async move {
+            self.check()?;
+            Ok(OnlineCount { node: self.name.clone(), keys: self.connections, tcp: self.connections, ws: 0 })
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! (docs/decisions.md#d28-auth-replies-store-unreachable-versus-bad-token) and the channel's
 //! `max_subscriber` limit. What is admitted is a [`Subscription`], which leaves its channel on drop.
 
-use crate::conn::{Conn, Limit};
+use crate::conn::{CloseReason, Conn, Limit};
 use crate::error::{Error, HEARTBEAT_REPLY};
 use crate::handshake::Subscribe;
 use crate::metrics as m;
@@ -51,8 +51,9 @@ pub(crate) struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.conn.close();
+        self.conn.close_for(CloseReason::Client);
         self.shared.buckets.leave(&self.key, &self.conn);
+        self.shared.presence.leave(&self.key, self.conn.proto, self.conn.reason());
     }
 }
 
@@ -89,6 +90,7 @@ pub(crate) async fn admit(shared: &Arc<Shared>, sub: &Subscribe, proto: Proto) -
         Proto::WebSocket => "websocket",
     };
     metrics::counter!(m::SUBSCRIPTIONS, "proto" => proto_label).increment(1);
+    shared.presence.join(&sub.key, proto);
     Ok(Subscription { shared: shared.clone(), key: sub.key.clone(), conn, boundary })
 }
 

@@ -4,6 +4,7 @@
 //! upstream's, bound to loopback.
 
 use crate::error::Error;
+use crate::webhook::WebhookConfig;
 use cluster::config::de_duration;
 use cluster::pool::RpcConfig;
 use cluster::zk::ZkConfig;
@@ -27,6 +28,8 @@ pub struct CometConfig {
     pub channel: ChannelConfig,
     /// Deadlines of calls to the message nodes (used by the binary that builds the message pool).
     pub rpc: RpcConfig,
+    /// Presence webhooks; off unless `url` is set.
+    pub webhook: WebhookConfig,
 }
 
 /// The `[base]` section: where the comet listens and what it tells others to dial.
@@ -201,6 +204,7 @@ impl CometConfig {
         if c.ws_read_buffer < 64 || c.ws_max_frame < 16 || c.ws_max_request < 512 {
             return bad("channel.ws_read_buffer >= 64, ws_max_frame >= 16 and ws_max_request >= 512 are required");
         }
+        self.webhook.validate()?;
         let b = &self.base;
         for (bind_key, binds, advertise_key, advertise) in [
             ("base.tcp_bind", &b.tcp_bind, "base.advertise_tcp", &b.advertise_tcp),

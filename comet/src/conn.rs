@@ -8,6 +8,7 @@ use cluster::Proto;
 use cluster::rpc::Mid;
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 
@@ -39,6 +40,63 @@ pub struct Conn {
     // Wakes the writer when frames arrive; `kill` wakes whoever waits for a close.
     wake: Notify,
     kill: Notify,
+    // Why it ended: 0 until the first cause is noted, then that cause's `CloseReason as u8`.
+    reason: AtomicU8,
+}
+
+/// Why a connection ended, as webhooks report it and WebSocket close frames tell the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CloseReason {
+    /// The client hung up, or broke the protocol.
+    Client = 1,
+    /// The client missed its heartbeat deadline.
+    Heartbeat,
+    /// An operator closed the key (`close_key`).
+    Server,
+    /// A ring change moved the key to another comet, or this comet lost ZooKeeper.
+    Moved,
+    /// Its outbox was full.
+    SlowConsumer,
+    /// The comet is shutting down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// The name webhooks and docs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Client => "client_close",
+            CloseReason::Heartbeat => "heartbeat_timeout",
+            CloseReason::Server => "server_close",
+            CloseReason::Moved => "key_moved",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+
+    /// The WebSocket close code and reason a client closed by the comet gets (docs/protocol.md).
+    pub fn close_frame(self) -> (u16, &'static str) {
+        match self {
+            // Going away: the client may come back to another comet right away.
+            CloseReason::Shutdown => (1001, "shutdown"),
+            CloseReason::Server => (1000, "closed by server"),
+            CloseReason::Moved => (1000, "key moved"),
+            CloseReason::SlowConsumer => (1000, "slow consumer"),
+            CloseReason::Client | CloseReason::Heartbeat => (1000, ""),
+        }
+    }
+
+    fn from_u8(n: u8) -> CloseReason {
+        match n {
+            2 => CloseReason::Heartbeat,
+            3 => CloseReason::Server,
+            4 => CloseReason::Moved,
+            5 => CloseReason::SlowConsumer,
+            6 => CloseReason::Shutdown,
+            _ => CloseReason::Client,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +149,7 @@ impl Conn {
             outbox: Mutex::new(Outbox { queue, bytes, closed: false, finishing: false, held: None }),
             wake: Notify::new(),
             kill: Notify::new(),
+            reason: AtomicU8::new(0),
         };
         // A stored permit: the writer's first wait returns at once for `first`.
         conn.wake.notify_one();
@@ -132,6 +191,7 @@ impl Conn {
         match verdict {
             Queued::Yes => self.wake.notify_one(),
             Queued::Full => {
+                self.note(CloseReason::SlowConsumer);
                 crate::metrics::refused(crate::metrics::FULL_OUTBOX);
                 self.signal_close()
             }
@@ -182,6 +242,22 @@ impl Conn {
             out.clear();
         }
         self.signal_close();
+    }
+
+    /// Closes the connection, noting `why` unless an earlier cause was noted.
+    pub fn close_for(&self, why: CloseReason) {
+        self.note(why);
+        self.close();
+    }
+
+    /// Notes why the connection ends; the first cause noted wins.
+    pub fn note(&self, why: CloseReason) {
+        let _ = self.reason.compare_exchange(0, why as u8, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Why the connection ended: the first cause noted, else the client.
+    pub fn reason(&self) -> CloseReason {
+        CloseReason::from_u8(self.reason.load(Ordering::Relaxed))
     }
 
     /// Stops taking frames; the writer ends after writing what is queued (the answers to the

@@ -15,6 +15,7 @@ mod listener;
 pub mod metrics;
 mod order;
 mod ownership;
+mod presence;
 mod replay;
 mod resume;
 mod rooms;
@@ -22,8 +23,10 @@ mod server;
 mod service;
 mod state;
 mod tcp;
+mod webhook;
 mod websocket;
 
 pub use config::{BaseConfig, ChannelConfig, CometConfig, NodeConfig};
 pub use error::Error;
 pub use server::{Comet, CometDeps};
+pub use webhook::{WebhookConfig, signature as webhook_signature};

@@ -27,6 +27,14 @@ pub const MIGRATED: &str = "gopush_comet_migrated_connections_total";
 pub const RESUMES: &str = "gopush_comet_resumes_total";
 /// Time to handle a push call, store included (histogram, seconds).
 pub const PUSH_SECONDS: &str = "gopush_comet_push_seconds";
+/// Presence calls answered, by `op` `online`/`count` (counter).
+pub const PRESENCE_CALLS: &str = "gopush_comet_presence_calls_total";
+/// Webhook events dropped, by `reason` `overflow`/`failed`/`rejected` (counter).
+pub const WEBHOOK_DROPPED: &str = "gopush_comet_webhook_dropped_total";
+/// Webhook POST attempts, by `outcome` `ok`/`retry`/`failed`/`rejected` (counter).
+pub const WEBHOOK_POSTS: &str = "gopush_comet_webhook_posts_total";
+/// Webhook events waiting in the queue (gauge).
+pub const WEBHOOK_QUEUE: &str = "gopush_comet_webhook_queue";
 
 /// Every metric name above, for tests and dashboards that check what a comet exports.
 pub const NAMES: &[&str] = &[
@@ -41,6 +49,10 @@ pub const NAMES: &[&str] = &[
     MIGRATED,
     RESUMES,
     PUSH_SECONDS,
+    PRESENCE_CALLS,
+    WEBHOOK_DROPPED,
+    WEBHOOK_POSTS,
+    WEBHOOK_QUEUE,
 ];
 
 /// `reason` of [`REFUSALS`]: the subscribe command was late, malformed or had bad parameters.
@@ -106,6 +118,14 @@ pub fn describe_and_zero() {
     describe_counter!(MIGRATED, "Connections closed because a ring change moved their key to another comet.");
     describe_counter!(RESUMES, "Subscriptions that resumed after a mid, by outcome (ok, failed: store unreadable).");
     describe_histogram!(PUSH_SECONDS, "Time to handle a push call in seconds, offline store included, by kind.");
+    describe_counter!(PRESENCE_CALLS, "Presence calls answered, by op (online: a list of keys, count: totals).");
+    describe_counter!(
+        WEBHOOK_DROPPED,
+        "Webhook events dropped, by reason: overflow (queue full, oldest dropped), failed (retries \
+         exhausted), rejected (the receiver answered 4xx)."
+    );
+    describe_counter!(WEBHOOK_POSTS, "Webhook POST attempts by outcome: ok, retry, failed, rejected.");
+    describe_gauge!(WEBHOOK_QUEUE, "Webhook events queued and not yet posted.");
 
     gauge!(CONNECTIONS).increment(0.0);
     gauge!(CHANNELS).increment(0.0);
@@ -129,4 +149,14 @@ pub fn describe_and_zero() {
     for outcome in ["ok", "failed"] {
         counter!(RESUMES, "outcome" => outcome).increment(0);
     }
+    for op in ["online", "count"] {
+        counter!(PRESENCE_CALLS, "op" => op).increment(0);
+    }
+    for reason in ["overflow", "failed", "rejected"] {
+        counter!(WEBHOOK_DROPPED, "reason" => reason).increment(0);
+    }
+    for outcome in ["ok", "retry", "failed", "rejected"] {
+        counter!(WEBHOOK_POSTS, "outcome" => outcome).increment(0);
+    }
+    gauge!(WEBHOOK_QUEUE).increment(0.0);
 }

@@ -5,12 +5,13 @@
 //! Shutdown follows docs/decisions.md#d15-graceful-shutdown: deregister, stop accepting, drain.
 
 use crate::config::CometConfig;
-use crate::conn::Conn;
+use crate::conn::{CloseReason, Conn};
 use crate::error::Error;
 use crate::listener;
 use crate::metrics as m;
 use crate::service::CometService;
 use crate::state::Shared;
+use crate::webhook::Sender;
 use cluster::Proto;
 use cluster::net::SocketOptions;
 use cluster::rpc::{SharedComet, SharedMessages};
@@ -120,6 +121,11 @@ impl Comet {
         apply(&shared, &deps.membership.borrow());
         comet.tasks.push(tokio::spawn(follow(shared.clone(), deps.membership.clone(), comet.follow.clone())));
         comet.tasks.push(tokio::spawn(sweep(shared.clone(), comet.follow.clone())));
+        if let Some(sender) =
+            shared.webhook.clone().and_then(|q| Sender::new(&shared.config.webhook, &shared.config.node.name, q))
+        {
+            comet.tasks.push(tokio::spawn(sender.run(comet.servers.clone())));
+        }
 
         if let Some(session) = &deps.session {
             let node = shared.config.node.name.clone();
@@ -227,7 +233,7 @@ impl Comet {
         self.accept.cancel();
         let conns = self.shared.buckets.remove_where(|_| true);
         let n = conns.len();
-        if let Some(task) = close_spread(conns, self.shared.config.base.drain) {
+        if let Some(task) = close_spread(conns, self.shared.config.base.drain, CloseReason::Shutdown) {
             let _ = task.await;
         }
         // Connection tasks end as soon as they see the close; give them a moment to say so.
@@ -286,7 +292,7 @@ async fn guard_ownership(
                 let conns = shared.buckets.remove_where(|_| true);
                 warn!(reason, clients = conns.len(), "another comet may own our keys now: letting every client go");
                 metrics::counter!(m::MIGRATED).increment(conns.len() as u64);
-                close_spread(conns, shared.config.base.migrate_grace);
+                close_spread(conns, shared.config.base.migrate_grace, CloseReason::Moved);
             }
             None if cut && znode.is_some() && connected => {
                 shared.cut_off.store(false, Ordering::Relaxed);
@@ -325,15 +331,17 @@ fn apply(shared: &Shared, membership: &CometMembership) {
         "ring changed"
     );
     metrics::counter!(m::MIGRATED).increment(moved.len() as u64);
-    close_spread(moved, shared.config.base.migrate_grace);
+    close_spread(moved, shared.config.base.migrate_grace, CloseReason::Moved);
 }
 
 /// Closes `conns` in small batches spread over `over`, so their clients do not all come back at
 /// once; returns the task doing it, if any.
-fn close_spread(conns: Vec<Arc<Conn>>, over: Duration) -> Option<JoinHandle<()>> {
+fn close_spread(conns: Vec<Arc<Conn>>, over: Duration, why: CloseReason) -> Option<JoinHandle<()>> {
     if conns.is_empty() {
         return None;
     }
+    // Noted now: a client whose turn comes later still learns why once it is closed.
+    conns.iter().for_each(|c| c.note(why));
     if over.is_zero() {
         conns.iter().for_each(|c| c.close());
         return None;

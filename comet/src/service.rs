@@ -5,19 +5,25 @@
 //! mode calls it in-process. No lock is held across a store call.
 
 use crate::bucket::Delivery;
+use crate::conn::CloseReason;
 use crate::frame::Frames;
 use crate::metrics as m;
 use crate::replay::{Claim, Replays};
 use crate::rooms::{Audience, Fanout};
 use crate::state::Shared;
 use cluster::gojson;
-use cluster::rpc::{BoxFuture, CometApi, CometError, CometStatus, Mid, Push, PushPrivatesReply};
+use cluster::rpc::{
+    BoxFuture, CometApi, CometError, CometStatus, KeyPresence, Mid, OnlineCount, Push, PushPrivatesReply,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest token accepted by `add_token`, in bytes (the TCP argument limit).
 const MAX_TOKEN: usize = crate::handshake::MAX_ARG;
+
+/// Keys one `online` call may ask about: web's batch limit.
+const MAX_ONLINE_KEYS: usize = 10_000;
 
 /// This comet's `CometApi`.
 #[derive(Clone)]
@@ -200,7 +206,7 @@ impl CometService {
     fn close(&self, key: &str) -> Result<u32, CometError> {
         self.check_key(key)?;
         let conns = self.shared.buckets.remove(key);
-        conns.iter().for_each(|c| c.close());
+        conns.iter().for_each(|c| c.close_for(CloseReason::Server));
         Ok(u32::try_from(conns.len()).unwrap_or(u32::MAX))
     }
 
@@ -236,6 +242,15 @@ impl CometService {
         } else {
             Err(CometError::Unreachable)
         }
+    }
+
+    /// The presence of each key; one bad key fails the call, as web checks keys before asking.
+    fn online_of(&self, keys: &[String]) -> Result<Vec<KeyPresence>, CometError> {
+        metrics::counter!(m::PRESENCE_CALLS, "op" => "online").increment(1);
+        if keys.len() > MAX_ONLINE_KEYS {
+            return Err(CometError::BadKey);
+        }
+        keys.iter().map(|k| self.check_key(k).map(|()| self.shared.presence.get(k))).collect()
     }
 
     /// The status reported by `ping`.
@@ -341,6 +356,17 @@ impl CometApi for CometService {
         Box::pin(async move {
             let started = Instant::now();
             timed("all", started, self.fan_out(None, msg, mid, rate).await)
+        })
+    }
+
+    fn online(&self, keys: Vec<String>) -> BoxFuture<'_, Result<Vec<KeyPresence>, CometError>> {
+        Box::pin(async move { self.online_of(&keys) })
+    }
+
+    fn online_count(&self) -> BoxFuture<'_, Result<OnlineCount, CometError>> {
+        Box::pin(async move {
+            metrics::counter!(m::PRESENCE_CALLS, "op" => "count").increment(1);
+            Ok(self.shared.presence.count())
         })
     }
 }

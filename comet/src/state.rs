@@ -7,10 +7,13 @@ use crate::config::CometConfig;
 use crate::handshake::Limits;
 use crate::order::Sequencer;
 use crate::ownership::Ownership;
+use crate::presence::Presence;
 use crate::replay::Replays;
 use crate::rooms::Fanouts;
+use crate::webhook::Queue;
 use cluster::mid::Mids;
 use cluster::rpc::{CometStatus, Mid, PushPrivatesReply, SharedMessages};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -22,6 +25,10 @@ pub(crate) struct Shared {
     pub buckets: Buckets,
     /// The ring and this comet's node on it.
     pub ownership: Ownership,
+    /// Each key's subscribed connections, and the source of presence events.
+    pub presence: Presence,
+    /// Presence events waiting for the webhook sender; `None` when webhooks are off.
+    pub webhook: Option<Arc<Queue>>,
     /// The mid generator.
     pub mids: Mids,
     /// Each key's pushes in mid order while saves run.
@@ -48,7 +55,10 @@ pub(crate) struct Shared {
 impl Shared {
     /// Fresh state: no ring, no channels.
     pub fn new(config: CometConfig, messages: SharedMessages) -> Shared {
+        let webhook = config.webhook.enabled().then(|| Arc::new(Queue::new(&config.webhook)));
         Shared {
+            presence: Presence::new(config.channel.bucket, &config.node.name, webhook.clone()),
+            webhook,
             buckets: Buckets::new(config.channel.bucket),
             ownership: Ownership::new(config.node.name.clone(), config.ring_hash),
             mids: Mids::new(),

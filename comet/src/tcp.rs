@@ -4,7 +4,7 @@
 //! into one write. Any other byte, a missed heartbeat deadline or a stuck write closes it.
 
 use crate::admission::{Slot, admit};
-use crate::conn::{Conn, Queued, Take};
+use crate::conn::{CloseReason, Conn, Queued, Take};
 use crate::error::{Error, HEARTBEAT_REPLY};
 use crate::handshake::{MAX_ARG, MAX_ARGS, Parse, Subscribe, parse};
 use crate::state::Shared;
@@ -103,7 +103,10 @@ async fn run(stream: &mut TcpStream, conn: &Conn, idle: Duration, write_timeout:
                         }
                     }
                 }
-                Err(_) => return crate::metrics::refused(crate::metrics::HEARTBEAT),
+                Err(_) => {
+                    conn.note(CloseReason::Heartbeat);
+                    return crate::metrics::refused(crate::metrics::HEARTBEAT);
+                }
                 // EOF or an error.
                 _ => return,
             }

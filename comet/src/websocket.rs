@@ -5,7 +5,7 @@
 
 use crate::admission::{Slot, admit};
 use crate::config::ChannelConfig;
-use crate::conn::{Closed, Conn};
+use crate::conn::{CloseReason, Closed, Conn};
 use crate::error::{Error, HEARTBEAT_REPLY};
 use crate::handshake::{Optional, Subscribe};
 use crate::state::Shared;
@@ -249,11 +249,15 @@ async fn run(ws: &mut WebSocketStream<Capped>, conn: &Conn, idle: Duration, c: &
                 // Anything else, a close, an oversized frame or an error ends the connection.
                 _ => return,
             },
-            _ = &mut deadline => return crate::metrics::refused(crate::metrics::HEARTBEAT),
+            _ = &mut deadline => {
+                conn.note(CloseReason::Heartbeat);
+                return crate::metrics::refused(crate::metrics::HEARTBEAT);
+            }
         }
     }
-    // Closed by the comet (migration, close_key, full outbox, shutdown): a normal close frame.
-    let close = CloseFrame { code: CloseCode::Normal, reason: Utf8Bytes::from_static("") };
+    // Closed by the comet (migration, close_key, full outbox, shutdown): the code and reason say why.
+    let (code, reason) = conn.reason().close_frame();
+    let close = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from_static(reason) };
     let _ = tokio::time::timeout(REPLY_TIMEOUT, ws.close(Some(close))).await;
 }
 

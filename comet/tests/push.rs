@@ -160,7 +160,7 @@ async fn shutdown_closes_everything_and_stops_listening() {
     let (tcp, rpc) = (c.tcp(), c.comet.rpc_addr());
     tokio::time::timeout(Duration::from_secs(10), c.comet.shutdown()).await.expect("shutdown in time");
     assert_eq!(until_closed(&mut a).await, b"");
-    assert_eq!(ws_closed(&mut b).await, Some(1000));
+    assert_eq!(ws_closed(&mut b).await, Some(1001), "going away: the comet is shutting down");
     assert!(tokio::net::TcpStream::connect(tcp).await.is_err(), "tcp listener closed");
     assert!(tokio::net::TcpStream::connect(rpc).await.is_err(), "rpc listener closed");
 }

@@ -54,7 +54,7 @@ async fn in_chromium_the_client_receives_reconnects_and_resumes_exactly_what_it_
     let mut web = WebPorts::free();
     let page_origin = format!("http://localhost:{}", web.public);
     web.extra = format!("cors_origins = [\"{page_origin}\"]");
-    let server = Standalone::start_with(web).await;
+    let server = Standalone::start_with(web, "").await;
     let (public, admin) = (server.public(), server.admin());
     let api = format!("http://{public}");
     let key = "browser-solo";

@@ -8,8 +8,8 @@
 mod harness;
 
 use harness::client::{Next, TcpSub, WsSub};
-use harness::http::{get, msg_get, post, push, ret, server_get};
 use harness::config::WebPorts;
+use harness::http::{get, msg_get, post, push, ret, server_get};
 use harness::{Cluster, Standalone, eventually, healthy, keys_owned_by, owner};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -609,7 +609,7 @@ async fn a_push_retried_with_its_id_after_the_comet_hung_applies_once() {
     // Web prunes a comet only after 20 missed pings (6 s), longer than the hang: the retry must
     // reach the comet that remembers the id (a key that moved meanwhile is another comet's).
     let web = WebPorts { ping_failures: 20, ..WebPorts::free() };
-    let cluster = Cluster::start_with(&zk, &redis, &["node1"], web).await;
+    let cluster = Cluster::start_with(&zk, &redis, &["node1"], web, "").await;
     let (public, admin) = (cluster.public(), cluster.admin());
     let key = testkit::unique_name("hung");
     let mut sub = TcpSub::subscribe(&public, &key, Some("1.0")).await;

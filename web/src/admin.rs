@@ -6,6 +6,7 @@
 
 use crate::error::WebError;
 use crate::limits::{AUTH_BLOCK, Strike};
+use crate::presence;
 use crate::reply::{self, Call, HttpResponse, Reply, Style, finish};
 use crate::rooms::{self, RoomRoute};
 use crate::state::State;
@@ -41,6 +42,9 @@ enum Route {
     PushPrivates,
     DeleteMessages,
     AddToken,
+    Online,
+    OnlineCount,
+    CloseConns,
     Metrics,
     Health,
     Room(RoomRoute),
@@ -54,6 +58,9 @@ fn lookup(path: &str) -> Option<(Route, &'static str)> {
         "/1/admin/msg/del" => (Route::DeleteMessages, "/1/admin/msg/del"),
         "/admin/msg/clean" => (Route::DeleteMessages, "/admin/msg/clean"),
         "/1/token/add" => (Route::AddToken, "/1/token/add"),
+        "/1/admin/online" => (Route::Online, "/1/admin/online"),
+        "/1/admin/online/count" => (Route::OnlineCount, "/1/admin/online/count"),
+        "/1/admin/conn/close" => (Route::CloseConns, "/1/admin/conn/close"),
         "/metrics" => (Route::Metrics, "/metrics"),
         "/health" => (Route::Health, "/health"),
         _ => return rooms::lookup(path).map(|(r, name)| (Route::Room(r), name)),
@@ -72,6 +79,8 @@ where
         Route::Metrics | Route::Health if req.method() != Method::GET => return reply::method_not_allowed(),
         Route::Metrics => return metrics(state),
         Route::Health => return health(state),
+        // Presence is read-only: GET as well as POST.
+        Route::Online | Route::OnlineCount if req.method() == Method::GET => {}
         _ if req.method() != Method::POST => return reply::method_not_allowed(),
         _ => {}
     }
@@ -104,6 +113,9 @@ where
         Route::DeleteMessages => delete_messages(state, body.await, &mut call.key).await,
         Route::AddToken => add_token(state, &query, body.await, &mut call.key).await,
         Route::Room(r) => rooms::handle(state, r, &query, body.await, &mut call.key).await,
+        Route::Online => presence::online(state, &query, body.await, &mut call.key).await,
+        Route::OnlineCount => presence::count(state).await,
+        Route::CloseConns => presence::close(state, &query, &mut call.key).await,
         Route::Metrics | Route::Health => Ok(Reply::ok(Style::Versioned)),
     };
     let response = finish(&call, outcome, None);

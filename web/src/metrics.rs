@@ -42,6 +42,9 @@ pub const ROUTES: &[&str] = &[
     "/1/admin/msg/del",
     "/admin/msg/clean",
     "/1/token/add",
+    "/1/admin/online",
+    "/1/admin/online/count",
+    "/1/admin/conn/close",
 ];
 
 /// The `route` labels of [`PUSH_SECONDS`].

@@ -201,7 +201,7 @@ async fn push(state: &State, room: Option<String>, query: &Params, body: Bytes) 
     let rate = number(query, "rate", "rate must be an unsigned 32-bit number of deliveries a second")?;
     let msg = json_message(&body)?;
     let routes = state.routes();
-    let comets = routes.active();
+    let comets: Vec<_> = routes.active().map(|(node, target)| (node.to_string(), target.comet.clone())).collect();
     if comets.is_empty() {
         return Err(WebError::NoComet);
     }

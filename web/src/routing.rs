@@ -140,9 +140,9 @@ impl Routes {
         if addrs.is_empty() { Err(WebError::NoComet) } else { Ok(addrs) }
     }
 
-    /// Every node's name and its active instance's handle, for pushes that go to every comet.
-    pub(crate) fn active(&self) -> Vec<(String, SharedComet)> {
-        self.active.iter().map(|(node, t)| (node.clone(), t.comet.clone())).collect()
+    /// Each node and its active instance.
+    pub(crate) fn active(&self) -> impl Iterator<Item = (&str, &Target)> {
+        self.active.iter().map(|(node, target)| (node.as_str(), target))
     }
 
     /// Every instance, active and standby.

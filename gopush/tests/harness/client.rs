@@ -244,6 +244,22 @@ impl WsSub {
             }
         }
     }
+
+    /// The code and reason of the server's close frame within `wait` (other frames are skipped);
+    /// `None` when the connection ended without one or stayed open.
+    #[allow(dead_code)] // the presence tests use it; other test binaries share this harness
+    pub async fn close_frame(&mut self, wait: Duration) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.as_str().to_string()));
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => return None,
+            }
+        }
+    }
 }
 
 impl TcpSub {

@@ -92,10 +92,10 @@ impl WebPorts {
     }
 }
 
-/// `comet.toml` for ring node `node`.
-pub fn comet(zk: &Zk, node: &str, ports: &CometPorts) -> String {
+/// `comet.toml` for ring node `node`, ending with `extra` (more sections, such as `[webhook]`).
+pub fn comet(zk: &Zk, node: &str, ports: &CometPorts, extra: &str) -> String {
     let text = format!(
-        "[base]\n{}register_timeout = \"60s\"\n\n{}\n[node]\nname = \"{node}\"\nweight = 1\n\n{RPC}",
+        "[base]\n{}register_timeout = \"60s\"\n\n{}\n[node]\nname = \"{node}\"\nweight = 1\n\n{RPC}\n{extra}",
         ports.section(),
         zk.section()
     );
@@ -134,9 +134,10 @@ pub fn message(zk: &Zk, rpc: u16, stat: u16, redis: &[String], key_prefix: &str)
     text
 }
 
-/// `standalone.toml`: web and comet sections, no ZooKeeper or Redis.
-pub fn standalone(web: &WebPorts, comet: &CometPorts) -> String {
-    let text = format!("[web.base]\n{}\n[comet.base]\n{}\n[store]\nstore = 20\n", web.section(), comet.section());
+/// `standalone.toml`: web and comet sections, no ZooKeeper or Redis, ending with `extra`.
+pub fn standalone(web: &WebPorts, comet: &CometPorts, extra: &str) -> String {
+    let text =
+        format!("[web.base]\n{}\n[comet.base]\n{}\n[store]\nstore = 20\n{extra}", web.section(), comet.section());
     if let Err(e) = gopush::load::parse::<gopush::standalone::StandaloneConfig>(&text) {
         panic!("the harness wrote a standalone config gopush refuses: {e}\n{text}");
     }

@@ -8,6 +8,9 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod proc;
+// Only the presence tests take webhooks; other test binaries leave it unused.
+#[allow(dead_code)]
+pub mod receiver;
 
 use config::{CometPorts, WebPorts, Zk};
 use proc::{Gopush, TempDir};
@@ -73,6 +76,7 @@ pub struct Cluster {
     web_ports: WebPorts,
     zk: Zk,
     dir: TempDir,
+    comet_extra: String,
 }
 
 impl Cluster {
@@ -80,11 +84,18 @@ impl Cluster {
     /// roots) and the Redis servers `redis` (a unique key prefix); returns when a push is stored
     /// and every comet is routed to by web.
     pub async fn start(zk_addr: &str, redis: &[String], nodes: &[&str]) -> Cluster {
-        Cluster::start_with(zk_addr, redis, nodes, WebPorts::free()).await
+        Cluster::start_with(zk_addr, redis, nodes, WebPorts::free(), "").await
     }
 
-    /// [`Cluster::start`] with web on `web_ports` (and its extra config lines).
-    pub async fn start_with(zk_addr: &str, redis: &[String], nodes: &[&str], web_ports: WebPorts) -> Cluster {
+    /// [`Cluster::start`] with web on `web_ports` (and its extra config lines) and `comet_extra`
+    /// appended to every comet's file.
+    pub async fn start_with(
+        zk_addr: &str,
+        redis: &[String],
+        nodes: &[&str],
+        web_ports: WebPorts,
+        comet_extra: &str,
+    ) -> Cluster {
         let dir = TempDir::new("cluster");
         let zk = Zk::unique(zk_addr);
         let (rpc, stat) = (testkit::free_port(), testkit::free_port());
@@ -93,11 +104,12 @@ impl Cluster {
         let message = Gopush::spawn("message", dir.path(), &["message", "-c", &path]);
         let mut comets = Vec::new();
         for node in nodes {
-            comets.push(spawn_comet(&dir, &zk, node));
+            comets.push(spawn_comet(&dir, &zk, node, comet_extra));
         }
         let path = dir.write("web.toml", &config::web(&zk, &web_ports));
         let web = Gopush::spawn("web", dir.path(), &["web", "-c", &path]);
-        let mut cluster = Cluster { comets, web, message, message_stat: stat, web_ports, zk, dir };
+        let comet_extra = comet_extra.to_string();
+        let mut cluster = Cluster { comets, web, message, message_stat: stat, web_ports, zk, dir, comet_extra };
         cluster.wait_ready().await;
         cluster
     }
@@ -137,7 +149,7 @@ impl Cluster {
     /// that can cut its path, say) instead of the cluster's address.
     pub async fn add_comet_via(&mut self, zk_addr: &str, node: &str) {
         let zk = Zk { addr: zk_addr.to_string(), ..self.zk.clone() };
-        self.comets.push(spawn_comet(&self.dir, &zk, node));
+        self.comets.push(spawn_comet(&self.dir, &zk, node, &self.comet_extra));
         self.wait_ready().await;
     }
 
@@ -145,7 +157,8 @@ impl Cluster {
     pub async fn restart_comet(&mut self, node: &str) {
         let i = self.comets.iter().position(|c| c.node == node).unwrap_or_else(|| panic!("no comet {node}"));
         let ports = self.comets[i].ports.clone();
-        let path = self.dir.write(&format!("comet-{node}.toml"), &config::comet(&self.zk, node, &ports));
+        let path =
+            self.dir.write(&format!("comet-{node}.toml"), &config::comet(&self.zk, node, &ports, &self.comet_extra));
         self.comets[i].proc = Gopush::spawn(&format!("comet-{node}"), self.dir.path(), &["comet", "-c", &path]);
         self.wait_ready().await;
     }
@@ -224,9 +237,9 @@ impl Cluster {
     }
 }
 
-fn spawn_comet(dir: &TempDir, zk: &Zk, node: &str) -> CometProc {
+fn spawn_comet(dir: &TempDir, zk: &Zk, node: &str, extra: &str) -> CometProc {
     let ports = CometPorts::free();
-    let path = dir.write(&format!("comet-{node}.toml"), &config::comet(zk, node, &ports));
+    let path = dir.write(&format!("comet-{node}.toml"), &config::comet(zk, node, &ports, extra));
     let proc = Gopush::spawn(&format!("comet-{node}"), dir.path(), &["comet", "-c", &path]);
     CometProc { node: node.to_string(), ports, proc }
 }
@@ -245,14 +258,15 @@ pub struct Standalone {
 impl Standalone {
     /// Starts `gopush standalone -c <file>` on free ports and waits until web routes a key.
     pub async fn start() -> Standalone {
-        Standalone::start_with(WebPorts::free()).await
+        Standalone::start_with(WebPorts::free(), "").await
     }
 
-    /// [`Standalone::start`] with web on `web` (and its extra config lines).
-    pub async fn start_with(web: WebPorts) -> Standalone {
+    /// [`Standalone::start`] with web on `web` (and its extra config lines) and `extra` appended to
+    /// the file (more sections).
+    pub async fn start_with(web: WebPorts, extra: &str) -> Standalone {
         let dir = TempDir::new("standalone");
         let comet = CometPorts::free();
-        let path = dir.write("standalone.toml", &config::standalone(&web, &comet));
+        let path = dir.write("standalone.toml", &config::standalone(&web, &comet, extra));
         let mut proc = Gopush::spawn("standalone", dir.path(), &["standalone", "-c", &path]);
         let public = format!("127.0.0.1:{}", web.public);
         eventually("standalone to serve", READY_TIMEOUT, || {
