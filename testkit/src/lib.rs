@@ -12,6 +12,7 @@ pub mod http;
 mod nginx;
 mod proc;
 mod redis;
+mod redis_ha;
 mod wait;
 mod zk;
 
@@ -25,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use nginx::Nginx;
 pub use proc::{Watched, free_port};
 pub use redis::RedisServer;
+pub use redis_ha::{RedisCluster, SentinelSet};
 pub(crate) use wait::poll as poll_until;
 pub use wait::{eventually, eventually_some, wait_until};
 pub use zk::{ZkEnsemble, ZkServer};
@@ -36,7 +38,7 @@ pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const ENV_SERVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The install line printed with every "missing software" message.
-pub(crate) const INSTALL_HINT: &str = "apt-get install zookeeper redis-server nginx systemd";
+pub(crate) const INSTALL_HINT: &str = "apt-get install zookeeper redis-server redis-sentinel nginx systemd";
 
 /// Whether we run under CI (`CI` set and non-empty): then missing servers fail tests, never skip.
 pub fn ci() -> bool {
