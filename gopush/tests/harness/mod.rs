@@ -79,11 +79,17 @@ impl Cluster {
     /// roots) and the Redis servers `redis` (a unique key prefix); returns when a push is stored
     /// and every comet is routed to by web.
     pub async fn start(zk_addr: &str, redis: &[String], nodes: &[&str]) -> Cluster {
+        let prefix = format!("{}:", testkit::unique_name("gp"));
+        Cluster::start_with_store(zk_addr, &config::plain_store(redis, &prefix), nodes).await
+    }
+
+    /// Like [`Cluster::start`] with the message node's storage sections written by the caller
+    /// (a Redis Cluster, Sentinel shards, `wait_replicas`).
+    pub async fn start_with_store(zk_addr: &str, store: &str, nodes: &[&str]) -> Cluster {
         let dir = TempDir::new("cluster");
         let zk = Zk::unique(zk_addr);
         let (rpc, stat) = (testkit::free_port(), testkit::free_port());
-        let prefix = format!("{}:", testkit::unique_name("gp"));
-        let path = dir.write("message.toml", &config::message(&zk, rpc, stat, redis, &prefix));
+        let path = dir.write("message.toml", &config::message_with(&zk, rpc, stat, store));
         let message = Gopush::spawn("message", dir.path(), &["message", "-c", &path]);
         let mut comets = Vec::new();
         for node in nodes {
