@@ -398,6 +398,28 @@ mod tests {
     }
 
     #[test]
+    fn replicated_kinds_parse() {
+        let c = MessageConfig::from_toml(
+            "[storage]\nkind = \"redis-cluster\"\n[redis]\nwait_replicas = 1\n\
+             [redis.cluster]\nnodes = [\"10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]\npassword = \"pw\"",
+        )
+        .unwrap();
+        assert_eq!(c.storage.kind, StorageKind::RedisCluster);
+        assert_eq!(c.redis.wait_replicas, 1);
+        let seeds = c.redis.cluster_seeds().unwrap();
+        assert_eq!(seeds[1].addr(), &ConnectionAddr::Tcp("10.0.0.2".into(), 7000));
+        assert_eq!(seeds[0].redis_settings().password(), Some("pw"));
+        let c = MessageConfig::from_toml(
+            "[[redis.source]]\nname = \"node1\"\nsentinels = [\"10.0.0.1:26379\"]\nmaster_name = \"shard1\"",
+        )
+        .unwrap();
+        assert_eq!(
+            c.redis.source[0].sentinel_infos().unwrap()[0].addr(),
+            &ConnectionAddr::Tcp("10.0.0.1".into(), 26379)
+        );
+    }
+
+    #[test]
     fn source_addresses_in_every_form() {
         let tcp = |s: &str| parse_source_addr(s, "").map(|i| i.addr().clone());
         assert_eq!(tcp("127.0.0.1:6379"), Ok(ConnectionAddr::Tcp("127.0.0.1".into(), 6379)));
@@ -442,6 +464,10 @@ mod tests {
             ("[[redis.source]]\naddr = \"x\"", "redis.source[0].addr:"),
             ("[[redis.source]]\nname = \"a\"\n[[redis.source]]\nname = \"a\"", "redis.source[1].name:"),
             ("[zookeeper]\nmessage_path = \"x\"", "zookeeper.message_path:"),
+            ("[storage]\nkind = \"redis-cluster\"", "redis.cluster.nodes:"),
+            ("[storage]\nkind = \"redis-cluster\"\n[redis.cluster]\nnodes = [\"h:0\"]", "redis.cluster.nodes[0]:"),
+            ("[[redis.source]]\nsentinels = [\"h:26379\"]", "redis.source[0].master_name:"),
+            ("[[redis.source]]\nsentinels = [\"x\"]\nmaster_name = \"m\"", "redis.source[0].sentinels[0]:"),
         ];
         for (text, key) in cases {
             let m = msg(MessageConfig::from_toml(text));
