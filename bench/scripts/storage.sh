@@ -2,7 +2,7 @@
 # Stored pushes (expire 600) through a local cluster (ZooKeeper, message, two comets, web) whose
 # message node runs on each kind of Redis storage in turn: two plain shards, a Redis Cluster of
 # three masters and three replicas, and that cluster with wait_replicas = 1. Every server runs on
-# BASE_PORT.. (default 23000..23199) in a throwaway directory and is stopped on exit.
+# BASE_PORT.. (default 23000..23199; cluster nodes +10.., their bus ports +120..) in a throwaway directory and is stopped on exit.
 # Usage: [BASE_PORT=23000] [PUSH_ARGS=".."] bench/scripts/storage.sh [OUT_DIR]
 #   (env: GOPUSH, BENCH = the two binaries; default $CARGO_TARGET_DIR or target, release)
 set -euo pipefail
@@ -19,6 +19,8 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
+    # On failure, the logs say why.
+    if [[ ${DONE:-0} != 1 ]]; then tail -n 5 "$WORK"/*.log >&2 || true; fi
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do for _ in $(seq 60); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done; done
     rm -rf "$WORK"
@@ -44,7 +46,7 @@ redis "$R1"; redis "$R2"
 NODES=()
 for i in 0 1 2 3 4 5; do
     redis $((C0 + i)) --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 1000 \
-        --cluster-port $((C0 + 20 + i))
+        --cluster-port $((B + 120 + i))
     NODES+=("127.0.0.1:$((C0 + i))")
 done
 for p in "$R1" "$R2" $(seq "$C0" $((C0 + 5))); do
@@ -123,3 +125,4 @@ $zk_section"
     kill "$PID_message"
     for _ in $(seq 100); do kill -0 "$PID_message" 2>/dev/null || break; sleep 0.1; done
 done
+DONE=1
