@@ -89,7 +89,10 @@ async fn no_acknowledged_push_is_lost(label: &str, store: &str, kill: impl FnOnc
 
     let stat = format!("127.0.0.1:{}", cluster.message_stat);
     eventually("the message node's /health to be 200 again", PHASE, || healthy(&stat)).await;
-    let o = lock(&outcomes);
+    let (acked, refused) = {
+        let o = lock(&outcomes);
+        (o.acked.clone(), o.refused.clone())
+    };
     let mut stored = BTreeSet::new();
     for key in &keys {
         for (m, _) in msg_get(&public, key, 0).await {
@@ -98,13 +101,13 @@ async fn no_acknowledged_push_is_lost(label: &str, store: &str, kill: impl FnOnc
             }
         }
     }
-    let lost: Vec<&(String, u64)> = o.acked.iter().filter(|a| !stored.contains(*a)).collect();
-    let refused_stored = o.refused.iter().filter(|r| stored.contains(*r)).count();
+    let lost: Vec<&(String, u64)> = acked.iter().filter(|a| !stored.contains(*a)).collect();
+    let refused_stored = refused.iter().filter(|r| stored.contains(*r)).count();
     eprintln!(
         "{label}: {} acknowledged, {} stored, {} refused ({refused_stored} of them stored anyway), {} lost",
-        o.acked.len(),
+        acked.len(),
         stored.len(),
-        o.refused.len(),
+        refused.len(),
         lost.len()
     );
     assert!(lost.is_empty(), "{label}: acknowledged (ret 0) but lost: {lost:?}");

@@ -107,11 +107,6 @@ pub fn web(zk: &Zk, ports: &WebPorts) -> String {
     text
 }
 
-/// `message.toml` over the Redis servers `redis` (one shard each, named node1, node2, ...).
-pub fn message(zk: &Zk, rpc: u16, stat: u16, redis: &[String], key_prefix: &str) -> String {
-    message_with(zk, rpc, stat, &plain_store(redis, key_prefix))
-}
-
 /// The `[redis]` section of plain shards `redis`, named node1, node2, ...
 pub fn plain_store(redis: &[String], key_prefix: &str) -> String {
     let mut text = format!("[redis]\nstore = 200\nkey_prefix = \"{key_prefix}\"\ntimeout = \"1s\"\n\n");
