@@ -105,7 +105,10 @@ fn spawn_message(dir: &TempDir) -> Option<(Gopush, String)> {
     let redis = testkit::redis_addrs()?;
     let (rpc, stat) = (testkit::free_port(), testkit::free_port());
     let prefix = format!("{}:", testkit::unique_name("metrics"));
-    let path = dir.write("message.toml", &harness::config::message(&Zk::unique(&zk), rpc, stat, &redis, &prefix));
+    let path = dir.write(
+        "message.toml",
+        &harness::config::message_with(&Zk::unique(&zk), rpc, stat, &harness::config::plain_store(&redis, &prefix)),
+    );
     let proc = Gopush::spawn("message", dir.path(), &["message", "-c", &path]);
     Some((proc, format!("127.0.0.1:{stat}")))
 }

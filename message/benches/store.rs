@@ -28,6 +28,7 @@ fn redis_store(rt: &Runtime) -> Option<RedisStore> {
                 weight: 1,
                 addr: format!("redis://{a}"),
                 password: String::new(),
+                ..RedisSource::default()
             })
             .collect(),
         ..RedisConfig::default()

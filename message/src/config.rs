@@ -58,17 +58,19 @@ impl Default for BaseConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// `redis` (upstream's default) or `memory` (one process only, lost on restart).
+    /// `redis` (upstream's default), `redis-cluster` or `memory` (one process only, lost on restart).
     pub kind: StorageKind,
 }
 
 /// The storage backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum StorageKind {
     /// Redis shards, upstream's layout.
     #[default]
     Redis,
+    /// One Redis Cluster (`[redis.cluster]`): its hash slots shard the keys instead of the ring.
+    RedisCluster,
     /// In this process's memory.
     Memory,
 }
@@ -88,6 +90,20 @@ pub struct RedisConfig {
     pub ring_hash: HashKind,
     /// The shards (upstream `[redis.source]`).
     pub source: Vec<RedisSource>,
+    /// Replicas that must confirm a save (`WAIT`) before it is acknowledged; 0 does not wait.
+    pub wait_replicas: u32,
+    /// The Redis Cluster used when `storage.kind = "redis-cluster"`.
+    pub cluster: RedisClusterConfig,
+}
+
+/// `[redis.cluster]`: where to find a Redis Cluster; the client learns the rest from it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisClusterConfig {
+    /// Seed nodes, `host:port` or `redis://host:port`; any one that answers is enough.
+    pub nodes: Vec<String>,
+    /// `AUTH` password of the cluster's nodes; empty for none.
+    pub password: String,
 }
 
 impl Default for RedisConfig {
@@ -98,6 +114,8 @@ impl Default for RedisConfig {
             timeout: Duration::from_secs(2),
             ring_hash: HashKind::Sha1,
             source: vec![RedisSource::default()],
+            wait_replicas: 0,
+            cluster: RedisClusterConfig::default(),
         }
     }
 }
@@ -115,11 +133,23 @@ pub struct RedisSource {
     pub addr: String,
     /// `AUTH` password; empty for none (overrides a `#password` in `addr`).
     pub password: String,
+    /// Sentinels watching this shard, `host:port` each; when set, `addr` is ignored and the shard
+    /// is whichever server these Sentinels name master of `master_name`.
+    pub sentinels: Vec<String>,
+    /// The master name the Sentinels monitor (their `sentinel monitor <name> ..`).
+    pub master_name: String,
 }
 
 impl Default for RedisSource {
     fn default() -> Self {
-        RedisSource { name: "node1".into(), weight: 1, addr: "redis://127.0.0.1:6379".into(), password: String::new() }
+        RedisSource {
+            name: "node1".into(),
+            weight: 1,
+            addr: "redis://127.0.0.1:6379".into(),
+            password: String::new(),
+            sentinels: Vec::new(),
+            master_name: String::new(),
+        }
     }
 }
 
@@ -145,8 +175,10 @@ impl MessageConfig {
         if self.redis.store == 0 {
             return err("redis.store: must be at least 1".into());
         }
-        if self.storage.kind == StorageKind::Redis {
-            self.redis.validate()?;
+        match self.storage.kind {
+            StorageKind::Redis => self.redis.validate()?,
+            StorageKind::RedisCluster => self.redis.validate_cluster()?,
+            StorageKind::Memory => {}
         }
         if self.zookeeper.addr.trim().is_empty() {
             return err("zookeeper.addr: empty".into());
@@ -182,11 +214,44 @@ impl RedisConfig {
             if s.weight == 0 {
                 return err(format!("redis.source[{i}].weight: must be at least 1"));
             }
-            if let Err(e) = s.connection_info() {
-                return err(format!("redis.source[{i}].addr: {e}"));
+            if s.sentinels.is_empty() {
+                if let Err(e) = s.connection_info() {
+                    return err(format!("redis.source[{i}].addr: {e}"));
+                }
+                continue;
+            }
+            if s.master_name.is_empty() {
+                return err(format!("redis.source[{i}].master_name: required with sentinels"));
+            }
+            for (j, a) in s.sentinels.iter().enumerate() {
+                if let Err(e) = parse_source_addr(a, "") {
+                    return err(format!("redis.source[{i}].sentinels[{j}]: {e}"));
+                }
             }
         }
         Ok(())
+    }
+
+    /// Checks the `[redis.cluster]` seeds and the limits a cluster store shares with shards.
+    fn validate_cluster(&self) -> Result<(), MessageError> {
+        let err = |m: String| Err(MessageError::Config(m));
+        if self.timeout.is_zero() {
+            return err("redis.timeout: must be more than 0".into());
+        }
+        if self.cluster.nodes.is_empty() {
+            return err("redis.cluster.nodes: at least one seed node is required for kind = \"redis-cluster\"".into());
+        }
+        for (i, n) in self.cluster.nodes.iter().enumerate() {
+            if let Err(e) = parse_source_addr(n, "") {
+                return err(format!("redis.cluster.nodes[{i}]: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Connection info of every cluster seed, the cluster password applied.
+    pub(crate) fn cluster_seeds(&self) -> Result<Vec<ConnectionInfo>, String> {
+        self.cluster.nodes.iter().map(|n| parse_source_addr(n, &self.cluster.password)).collect()
     }
 }
 
@@ -194,6 +259,11 @@ impl RedisSource {
     /// The redis client's connection info for this source, password applied.
     pub(crate) fn connection_info(&self) -> Result<ConnectionInfo, String> {
         parse_source_addr(&self.addr, &self.password)
+    }
+
+    /// Connection info of each Sentinel (no password: Sentinels are reached without `AUTH`).
+    pub(crate) fn sentinel_infos(&self) -> Result<Vec<ConnectionInfo>, String> {
+        self.sentinels.iter().map(|a| parse_source_addr(a, "")).collect()
     }
 }
 
@@ -328,6 +398,28 @@ mod tests {
     }
 
     #[test]
+    fn replicated_kinds_parse() {
+        let c = MessageConfig::from_toml(
+            "[storage]\nkind = \"redis-cluster\"\n[redis]\nwait_replicas = 1\n\
+             [redis.cluster]\nnodes = [\"10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]\npassword = \"pw\"",
+        )
+        .unwrap();
+        assert_eq!(c.storage.kind, StorageKind::RedisCluster);
+        assert_eq!(c.redis.wait_replicas, 1);
+        let seeds = c.redis.cluster_seeds().unwrap();
+        assert_eq!(seeds[1].addr(), &ConnectionAddr::Tcp("10.0.0.2".into(), 7000));
+        assert_eq!(seeds[0].redis_settings().password(), Some("pw"));
+        let c = MessageConfig::from_toml(
+            "[[redis.source]]\nname = \"node1\"\nsentinels = [\"10.0.0.1:26379\"]\nmaster_name = \"shard1\"",
+        )
+        .unwrap();
+        assert_eq!(
+            c.redis.source[0].sentinel_infos().unwrap()[0].addr(),
+            &ConnectionAddr::Tcp("10.0.0.1".into(), 26379)
+        );
+    }
+
+    #[test]
     fn source_addresses_in_every_form() {
         let tcp = |s: &str| parse_source_addr(s, "").map(|i| i.addr().clone());
         assert_eq!(tcp("127.0.0.1:6379"), Ok(ConnectionAddr::Tcp("127.0.0.1".into(), 6379)));
@@ -372,6 +464,10 @@ mod tests {
             ("[[redis.source]]\naddr = \"x\"", "redis.source[0].addr:"),
             ("[[redis.source]]\nname = \"a\"\n[[redis.source]]\nname = \"a\"", "redis.source[1].name:"),
             ("[zookeeper]\nmessage_path = \"x\"", "zookeeper.message_path:"),
+            ("[storage]\nkind = \"redis-cluster\"", "redis.cluster.nodes:"),
+            ("[storage]\nkind = \"redis-cluster\"\n[redis.cluster]\nnodes = [\"h:0\"]", "redis.cluster.nodes[0]:"),
+            ("[[redis.source]]\nsentinels = [\"h:26379\"]", "redis.source[0].master_name:"),
+            ("[[redis.source]]\nsentinels = [\"x\"]\nmaster_name = \"m\"", "redis.source[0].sentinels[0]:"),
         ];
         for (text, key) in cases {
             let m = msg(MessageConfig::from_toml(text));

@@ -4,7 +4,7 @@
 //! [`describe_and_zero`] gives every series HELP text and a 0 sample when the node starts.
 
 use cluster::rpc::{MessageApi, Observed, Observer, StoreError};
-use metrics::{counter, describe_counter, describe_histogram, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use std::any::Any;
 use std::time::Duration;
 
@@ -26,10 +26,14 @@ pub const TOKEN_CHECKS: &str = "gopush_message_token_checks_total";
 pub const ERRORS: &str = "gopush_message_store_errors_total";
 /// Latency of store calls in seconds, labelled `op`.
 pub const LATENCY: &str = "gopush_message_store_seconds";
+/// 1 when a Redis shard answered its last call, 0 when it could not be reached or has not answered
+/// yet; labelled `shard` (a source name, or a Redis Cluster master's `host:port` as of the last
+/// health check, beside `cluster` for the store's calls as a whole).
+pub const SHARD_UP: &str = "gopush_message_shard_up";
 
 /// Every metric name above, for tests and dashboards that check what a message node exports.
 pub const NAMES: &[&str] =
-    &[SAVES, SAVE_FAILURES, SAVE_FAILED_KEYS, GETS, DELETES, TOKEN_ADDS, TOKEN_CHECKS, ERRORS, LATENCY];
+    &[SAVES, SAVE_FAILURES, SAVE_FAILED_KEYS, GETS, DELETES, TOKEN_ADDS, TOKEN_CHECKS, ERRORS, LATENCY, SHARD_UP];
 
 /// The `op` labels of [`ERRORS`] and [`LATENCY`]: one per `MessageApi` call.
 pub const OPS: &[&str] = &["save_private", "save_privates", "get_private", "del_private", "add_token", "check_token"];
@@ -48,6 +52,7 @@ pub fn describe_and_zero() {
     describe_counter!(TOKEN_CHECKS, "Token checks, by result (valid, invalid, error).");
     describe_counter!(ERRORS, "Failed store calls, by op and error (backend and timeout are Redis failures).");
     describe_histogram!(LATENCY, "Store call latency in seconds (Redis round trips included), by op.");
+    describe_gauge!(SHARD_UP, "1 when the Redis shard answered its last call or health check, else 0, by shard.");
 
     for name in [SAVES, SAVE_FAILURES, SAVE_FAILED_KEYS, GETS, DELETES, TOKEN_ADDS] {
         counter!(name).increment(0);

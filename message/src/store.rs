@@ -1,8 +1,10 @@
 //! The offline message stores behind `MessageApi` (docs/decisions.md#d7-offline-store):
-//! [`RedisStore`] over ring-sharded Redis servers in upstream's layout, and [`MemoryStore`] for
+//! [`RedisStore`] over ring-sharded Redis servers in upstream's layout (plain or Sentinel-watched
+//! shards) or over one Redis Cluster, and [`MemoryStore`] for
 //! standalone mode and tests, with the same semantics. This file holds what both share: input
 //! checks and the constructor that picks one from the config (always wrapped in metrics).
 
+use crate::clock::Clock;
 use crate::config::{MessageConfig, StorageKind};
 use crate::error::MessageError;
 use crate::metered::metered;
@@ -10,9 +12,12 @@ use cluster::gojson;
 use cluster::rpc::{Mid, SharedMessages, StoreError};
 use std::sync::Arc;
 
+mod connection;
 mod memory;
 mod redis;
+mod redis_cluster;
 mod rooms;
+mod sentinel;
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
@@ -28,6 +33,7 @@ pub(crate) fn open(config: &MessageConfig) -> Result<SharedMessages, MessageErro
     Ok(match config.storage.kind {
         StorageKind::Memory => Arc::new(metered(MemoryStore::new(config.redis.store))),
         StorageKind::Redis => Arc::new(metered(RedisStore::new(&config.redis)?)),
+        StorageKind::RedisCluster => Arc::new(metered(RedisStore::cluster(&config.redis, Clock::system())?)),
     })
 }
 

@@ -14,6 +14,7 @@ mod nginx;
 mod proc;
 mod proxy;
 mod redis;
+mod redis_ha;
 mod wait;
 mod zk;
 
@@ -28,6 +29,7 @@ pub use nginx::Nginx;
 pub use proc::{Watched, free_port};
 pub use proxy::TcpProxy;
 pub use redis::RedisServer;
+pub use redis_ha::{RedisCluster, SentinelSet};
 pub(crate) use wait::poll as poll_until;
 pub use wait::{eventually, eventually_some, wait_until};
 pub use zk::{ZkEnsemble, ZkServer};
@@ -39,7 +41,7 @@ pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const ENV_SERVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The install line printed with every "missing software" message.
-pub(crate) const INSTALL_HINT: &str = "apt-get install zookeeper redis-server nginx systemd";
+pub(crate) const INSTALL_HINT: &str = "apt-get install zookeeper redis-server redis-sentinel nginx systemd";
 
 /// Whether we run under CI (`CI` set and non-empty): then missing servers fail tests, never skip.
 pub fn ci() -> bool {

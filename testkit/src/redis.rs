@@ -41,6 +41,8 @@ pub struct RedisServer {
     dir: PathBuf,
     port: u16,
     bin: PathBuf,
+    /// Arguments after the harness's own (cluster mode, `--replicaof`, ...).
+    extra: Vec<String>,
     proc: Option<Watched>,
 }
 
@@ -52,6 +54,12 @@ impl RedisServer {
 
     /// [`Self::start`] without the skip/panic decision, for the shared servers.
     pub(crate) fn launch() -> Result<RedisServer, Unavailable> {
+        Self::launch_with(&[])
+    }
+
+    /// Like [`Self::launch`] with more `redis-server` arguments; the server's directory is its
+    /// working directory, so relative files (a cluster's `nodes.conf`) live and survive there.
+    pub(crate) fn launch_with(extra: &[String]) -> Result<RedisServer, Unavailable> {
         let bin = find_program("redis-server").ok_or_else(|| {
             Unavailable::NotInstalled(
                 "Redis not installed: no `redis-server` on PATH (apt-get install redis-server)".into(),
@@ -59,7 +67,13 @@ impl RedisServer {
         })?;
         retry_port_clash(|| {
             // Constructed before running so that Drop removes the directory on any failure path.
-            let mut server = RedisServer { dir: scratch_dir("redis"), port: free_port(), bin: bin.clone(), proc: None };
+            let mut server = RedisServer {
+                dir: scratch_dir("redis"),
+                port: free_port(),
+                bin: bin.clone(),
+                extra: extra.to_vec(),
+                proc: None,
+            };
             server.run()?;
             Ok(server)
         })
@@ -82,7 +96,8 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
-            .arg(self.log());
+            .arg(self.log())
+            .args(&self.extra);
         let mut guarded = Watched::spawn(cmd, &self.log(), Some(&self.dir))
             .map_err(|e| Unavailable::Broken(format!("Redis on {}: {e}", self.addr())))?;
         let addr = self.addr();
@@ -111,6 +126,11 @@ impl RedisServer {
     /// The port, reserved for this server for its whole life.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether the server runs (it was not stopped, or was started again).
+    pub fn running(&self) -> bool {
+        self.proc.is_some()
     }
 
     /// Kills the server and waits for it to exit.

@@ -115,18 +115,21 @@ pub fn web(zk: &Zk, ports: &WebPorts) -> String {
     text
 }
 
-/// `message.toml` over the Redis servers `redis` (one shard each, named node1, node2, ...).
-pub fn message(zk: &Zk, rpc: u16, stat: u16, redis: &[String], key_prefix: &str) -> String {
-    let mut text = format!(
-        "[base]\nrpc_bind = [\"127.0.0.1:{rpc}\"]\nstat_bind = \"127.0.0.1:{stat}\"\n\n\
-         [redis]\nstore = 200\nkey_prefix = \"{key_prefix}\"\ntimeout = \"1s\"\n\n"
-    );
+/// The `[redis]` section of plain shards `redis`, named node1, node2, ...
+pub fn plain_store(redis: &[String], key_prefix: &str) -> String {
+    let mut text = format!("[redis]\nstore = 200\nkey_prefix = \"{key_prefix}\"\ntimeout = \"1s\"\n\n");
     for (i, addr) in redis.iter().enumerate() {
         text.push_str(&format!(
             "[[redis.source]]\nname = \"node{}\"\nweight = 1\naddr = \"redis://{addr}\"\n\n",
             i + 1
         ));
     }
+    text
+}
+
+/// `message.toml` with the storage sections `store` (`[storage]`, `[redis]` and its tables).
+pub fn message_with(zk: &Zk, rpc: u16, stat: u16, store: &str) -> String {
+    let mut text = format!("[base]\nrpc_bind = [\"127.0.0.1:{rpc}\"]\nstat_bind = \"127.0.0.1:{stat}\"\n\n{store}\n");
     text.push_str(&zk.section());
     if let Err(e) = message::MessageConfig::from_toml(&text) {
         panic!("the harness wrote a message config the message crate refuses: {e}\n{text}");

@@ -96,11 +96,21 @@ impl Cluster {
         web_ports: WebPorts,
         comet_extra: &str,
     ) -> Cluster {
+        let prefix = format!("{}:", testkit::unique_name("gp"));
+        Cluster::launch(zk_addr, &config::plain_store(redis, &prefix), nodes, web_ports, comet_extra).await
+    }
+
+    /// Like [`Cluster::start`] with the message node's storage sections written by the caller
+    /// (a Redis Cluster, Sentinel shards, `wait_replicas`).
+    pub async fn start_with_store(zk_addr: &str, store: &str, nodes: &[&str]) -> Cluster {
+        Cluster::launch(zk_addr, store, nodes, WebPorts::free(), "").await
+    }
+
+    async fn launch(zk_addr: &str, store: &str, nodes: &[&str], web_ports: WebPorts, comet_extra: &str) -> Cluster {
         let dir = TempDir::new("cluster");
         let zk = Zk::unique(zk_addr);
         let (rpc, stat) = (testkit::free_port(), testkit::free_port());
-        let prefix = format!("{}:", testkit::unique_name("gp"));
-        let path = dir.write("message.toml", &config::message(&zk, rpc, stat, redis, &prefix));
+        let path = dir.write("message.toml", &config::message_with(&zk, rpc, stat, store));
         let message = Gopush::spawn("message", dir.path(), &["message", "-c", &path]);
         let mut comets = Vec::new();
         for node in nodes {

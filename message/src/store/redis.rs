@@ -6,15 +6,22 @@
 //! key lands on the shard upstream chose. Every command or pipeline runs under the configured
 //! deadline, and every Redis failure becomes `StoreError::Backend` in [`RedisStore::exec`] alone.
 //! Needs Redis 7.0 or later (`EXPIREAT .. NX` / `GT`). docs/storage.md describes the layout.
+//! A shard may be a plain server or a Sentinel-watched set, or the whole store one Redis Cluster
+//! ([`RedisStore::cluster`]); the commands are the same for all three ([`Connection`]). With
+//! `wait_replicas` a save also waits for that many replicas (docs/decisions.md#d80-wait_replicas).
 
-use super::{MAX_ROOMS_PER_KEY, ROOMS_LIFE, check_key, check_mid, check_room, check_token, prepare};
+use super::connection::Connection;
+use super::sentinel::SentinelConnection;
+use super::{MAX_ROOMS_PER_KEY, ROOMS_LIFE, check_key, check_mid, check_room, check_token, prepare, redis_cluster};
 use crate::clock::Clock;
 use crate::config::RedisConfig;
 use crate::error::MessageError;
 use crate::member;
+use crate::metered::SHARD_UP;
 use crate::token::{TokenRecord, to_evict};
 use cluster::rpc::{BoxFuture, MessageApi, Mid, StoreError, StoreHealth, StoredMessage, Subscriber};
 use futures::future::join_all;
+use metrics::gauge;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisResult, Value};
 use ring::Ring;
@@ -32,19 +39,22 @@ pub const ROOMS_NAMESPACE: &str = "gopush-rooms:";
 
 /// Offline messages and tokens in ring-sharded Redis servers.
 pub struct RedisStore {
-    /// Parallel to `ring.nodes()`: shard `i` serves the keys the ring gives node `i`.
+    /// Parallel to `ring.nodes()`: shard `i` serves the keys the ring gives node `i`. A Redis
+    /// Cluster is one shard without a ring.
     shards: Vec<Shard>,
-    ring: Ring,
+    ring: Option<Ring>,
     prefix: String,
     store: usize,
     timeout: Duration,
+    /// `WAIT` after every save: how many replicas, and for how many milliseconds at most.
+    wait: Option<(u32, u64)>,
     clock: Clock,
 }
 
 /// One source: its ring name, its connection, and whether it answered last time.
 struct Shard {
     name: String,
-    conn: ConnectionManager,
+    conn: Connection,
     /// [`UNKNOWN`], [`UP`] or [`DOWN`]: what the last call or ping learned.
     state: AtomicU8,
 }
@@ -56,11 +66,21 @@ const UP: u8 = 1;
 /// The last call could not reach the server (refused, dropped, timed out).
 const DOWN: u8 = 2;
 
+/// The one shard name of a Redis Cluster store, in logs and metrics.
+const CLUSTER_SHARD: &str = "cluster";
+
 impl Shard {
+    fn new(name: &str, conn: Connection) -> Shard {
+        // A shard counts as down until it first answers, and the series exists from start-up.
+        gauge!(SHARD_UP, "shard" => name.to_string()).set(0.0);
+        Shard { name: name.to_string(), conn, state: AtomicU8::new(UNKNOWN) }
+    }
+
     /// Records what a call learned. Only a change of state is logged, so an operator sees one
     /// line when a shard goes away and one when it is back, however many calls fail in between.
     fn learn(&self, reachable: bool, cause: &dyn std::fmt::Display) {
         let now = if reachable { UP } else { DOWN };
+        gauge!(SHARD_UP, "shard" => self.name.clone()).set(if reachable { 1.0 } else { 0.0 });
         // `swap` gives each transition to exactly one caller, however many race.
         match (self.state.swap(now, Ordering::Relaxed), now) {
             (before, after) if before == after => {}
@@ -99,6 +119,12 @@ impl RedisStore {
             let fail = |reason: String| MessageError::Redis { name: name.clone(), reason };
             let source = config.source.iter().find(|s| &s.name == name).ok_or_else(|| fail("lost".into()))?;
             let info = source.connection_info().map_err(&fail)?;
+            if !source.sentinels.is_empty() {
+                let sentinels = source.sentinel_infos().map_err(&fail)?;
+                let conn = SentinelConnection::new(sentinels, source.master_name.clone(), &info, config.timeout);
+                shards.push(Shard::new(name, Connection::Sentinel(conn)));
+                continue;
+            }
             let client = redis::Client::open(info).map_err(|e| fail(e.to_string()))?;
             // One connection attempt per reconnect, retried by the next call: while a server is
             // down calls fail at once instead of queueing behind a long backoff, and the first
@@ -111,25 +137,46 @@ impl RedisStore {
                 .set_max_delay(Duration::from_millis(200));
             let conn =
                 ConnectionManager::new_lazy_with_config(client, manager_config).map_err(|e| fail(e.to_string()))?;
-            shards.push(Shard { name: name.clone(), conn, state: AtomicU8::new(UNKNOWN) });
+            shards.push(Shard::new(name, Connection::Direct(conn)));
         }
-        Ok(RedisStore {
+        Ok(RedisStore::assemble(config, shards, Some(ring), clock))
+    }
+
+    /// A store over the Redis Cluster of `config.cluster` (`storage.kind = "redis-cluster"`);
+    /// connects lazily. Must run inside a Tokio runtime.
+    pub fn cluster(config: &RedisConfig, clock: Clock) -> Result<RedisStore, MessageError> {
+        let fail = |reason: String| MessageError::Redis { name: CLUSTER_SHARD.into(), reason };
+        let conn = redis_cluster::connect(config).map_err(fail)?;
+        let shards = vec![Shard::new(CLUSTER_SHARD, Connection::Cluster(conn))];
+        Ok(RedisStore::assemble(config, shards, None, clock))
+    }
+
+    fn assemble(config: &RedisConfig, shards: Vec<Shard>, ring: Option<Ring>, clock: Clock) -> RedisStore {
+        // WAIT's own timeout stays inside the call's deadline, so a missing replica is reported
+        // as such (with a log line) rather than as a timed-out call.
+        let wait_ms = (config.timeout.as_millis() / 2).max(1) as u64;
+        RedisStore {
             shards,
             ring,
             prefix: config.key_prefix.clone(),
             store: config.store,
             timeout: config.timeout,
+            wait: (config.wait_replicas > 0).then_some((config.wait_replicas, wait_ms)),
             clock,
-        })
+        }
     }
 
-    /// The source name whose server holds `key` (the ring over names and weights, as upstream).
+    /// The source name whose server holds `key` (the ring over names and weights, as upstream);
+    /// `cluster` for a Redis Cluster store.
     pub fn shard_name(&self, key: &str) -> &str {
         self.shard_of(key).map_or("", |i| self.shards[i].name.as_str())
     }
 
     fn shard_of(&self, key: &str) -> Option<usize> {
-        self.ring.owner_index(key.as_bytes())
+        match &self.ring {
+            Some(ring) => ring.owner_index(key.as_bytes()),
+            None => Some(0),
+        }
     }
 
     fn shard(&self, key: &str) -> Result<&Shard, StoreError> {
@@ -183,7 +230,8 @@ impl RedisStore {
     {
         let attempts = async {
             match call().await {
-                Err(e) if e.is_unrecoverable_error() || e.is_io_error() => {
+                // READONLY: a Sentinel shard's master was demoted; the resend goes to the new one.
+                Err(e) if e.is_unrecoverable_error() || e.is_io_error() || e.code() == Some("READONLY") => {
                     debug!(op = what, error = %e, "redis connection broke; trying once more");
                     call().await
                 }
@@ -227,7 +275,35 @@ impl RedisStore {
         let member = member::encode(&compacted, expire_at, mid);
         let mut pipe = redis::pipe();
         self.push_save(&mut pipe, &key, &member, mid, expire_at);
-        self.pipe("save_private", self.shard(&key)?, &pipe).await
+        let shard = self.shard(&key)?;
+        let Some((replicas, _)) = self.wait else {
+            return self.pipe("save_private", shard, &pipe).await;
+        };
+        self.push_wait(&mut pipe);
+        let replies: Vec<Value> = self.pipe("save_private", shard, &pipe).await?;
+        if self.replicated(shard, &replies, replicas) { Ok(()) } else { Err(StoreError::Backend) }
+    }
+
+    /// Appends `WAIT` when saves must reach replicas; it counts the replicas that have every
+    /// write this connection sent before it.
+    fn push_wait(&self, pipe: &mut Pipeline) {
+        if let Some((replicas, ms)) = self.wait {
+            pipe.cmd("WAIT").arg(replicas).arg(ms);
+        }
+    }
+
+    /// Whether a save pipeline's last reply, its `WAIT`, counted at least `replicas` replicas.
+    /// The message is on the master either way; a shortfall only withdraws the promise.
+    fn replicated(&self, shard: &Shard, replies: &[Value], replicas: u32) -> bool {
+        let confirmed = match replies.last() {
+            Some(Value::Int(n)) => *n,
+            _ => -1,
+        };
+        if confirmed < i64::from(replicas) {
+            warn!(shard = %shard.name, confirmed, wanted = replicas, "too few replicas confirmed a save; answering failure");
+            return false;
+        }
+        true
     }
 
     async fn save_privates_io(
@@ -240,32 +316,46 @@ impl RedisStore {
         let compacted = prepare(&msg, mid)?;
         let expire_at = self.clock.now() + i64::from(expire);
         let member = member::encode(&compacted, expire_at, mid);
-        // (position in `keys`) per shard, so failures come back in the caller's order.
+        // (position in `keys`) per batch, so failures come back in the caller's order. A batch is
+        // one pipeline: all of a shard's keys, or one key in a Redis Cluster, where a pipeline
+        // must stay within one slot.
         let mut failed: Vec<usize> = Vec::new();
-        let mut by_shard: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut batches: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
         for (pos, key) in keys.iter().enumerate() {
             match (check_key(key), self.shard_of(key)) {
-                (Ok(()), Some(shard)) => by_shard.entry(shard).or_default().push(pos),
+                (Ok(()), Some(shard)) => {
+                    let batch = if self.ring.is_some() { 0 } else { pos };
+                    batches.entry((shard, batch)).or_default().push(pos)
+                }
                 _ => failed.push(pos),
             }
         }
         if expire > 0 {
-            let rounds = by_shard.into_iter().map(|(shard, positions)| {
+            let rounds = batches.into_iter().map(|((shard, _), positions)| {
                 let mut pipe = redis::pipe();
                 pipe.ignore_errors();
                 for &pos in &positions {
                     self.push_save(&mut pipe, &keys[pos], &member, mid, expire_at);
                 }
+                self.push_wait(&mut pipe);
+                let saves = positions.len() * SAVE_COMMANDS;
                 let shard = &self.shards[shard];
                 async move {
                     let answer = self.pipe::<Vec<Value>>("save_privates", shard, &pipe).await;
                     match answer {
-                        Ok(replies) if replies.len() == positions.len() * SAVE_COMMANDS => positions
-                            .iter()
-                            .zip(replies.chunks(SAVE_COMMANDS))
-                            .filter(|(_, r)| r.iter().any(|v| matches!(v, Value::ServerError(_))))
-                            .map(|(&pos, _)| pos)
-                            .collect(),
+                        Ok(replies) if replies.len() == saves + usize::from(self.wait.is_some()) => {
+                            if let Some((replicas, _)) = self.wait
+                                && !self.replicated(shard, &replies, replicas)
+                            {
+                                return positions;
+                            }
+                            positions
+                                .iter()
+                                .zip(replies[..saves].chunks(SAVE_COMMANDS))
+                                .filter(|(_, r)| r.iter().any(|v| matches!(v, Value::ServerError(_))))
+                                .map(|(&pos, _)| pos)
+                                .collect()
+                        }
                         Ok(_) | Err(_) => positions,
                     }
                 }
@@ -395,20 +485,25 @@ impl RedisStore {
         }
     }
 
-    /// Adds (`join`) or removes `room` for each key, one pipeline per shard in parallel; returns
+    /// Adds (`join`) or removes `room` for each key, one pipeline per batch in parallel; returns
     /// the keys that failed (bad, shard down, or a join over [`MAX_ROOMS_PER_KEY`]).
     async fn change_rooms_io(&self, keys: Vec<String>, room: String, join: bool) -> Result<Vec<String>, StoreError> {
         check_room(&room)?;
         let mut failed: Vec<usize> = Vec::new();
-        let mut by_shard: HashMap<usize, Vec<usize>> = HashMap::new();
+        // One pipeline per shard, or per key in a Redis Cluster, where a pipeline must stay within
+        // one slot (as for saves).
+        let mut batches: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
         for (pos, key) in keys.iter().enumerate() {
             match (check_key(key), self.shard_of(key)) {
-                (Ok(()), Some(shard)) => by_shard.entry(shard).or_default().push(pos),
+                (Ok(()), Some(shard)) => {
+                    let batch = if self.ring.is_some() { 0 } else { pos };
+                    batches.entry((shard, batch)).or_default().push(pos)
+                }
                 _ => failed.push(pos),
             }
         }
         let (what, per_key) = if join { ("join_rooms", 3) } else { ("leave_rooms", 1) };
-        let rounds = by_shard.into_iter().map(|(shard, positions)| {
+        let rounds = batches.into_iter().map(|((shard, _), positions)| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for &pos in &positions {
@@ -468,21 +563,52 @@ impl RedisStore {
             return Ok(Subscriber { token_valid: false, rooms: self.get_rooms_io(key).await? });
         };
         check_token(&token)?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("SMEMBERS").arg(self.rooms_key(&key));
-        pipe.cmd("HGET").arg(self.token_key(&key)).arg(&token);
-        let (mut rooms, stored): (Vec<String>, Option<String>) =
-            self.pipe("subscriber", self.shard(&key)?, &pipe).await?;
+        let shard = self.shard(&key)?;
+        let (mut rooms, stored): (Vec<String>, Option<String>) = if self.ring.is_some() {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SMEMBERS").arg(self.rooms_key(&key));
+            pipe.cmd("HGET").arg(self.token_key(&key)).arg(&token);
+            self.pipe("subscriber", shard, &pipe).await?
+        } else {
+            // In a Redis Cluster the two keys may sit in different slots: two calls, side by side.
+            let mut members = redis::cmd("SMEMBERS");
+            members.arg(self.rooms_key(&key));
+            let mut hget = redis::cmd("HGET");
+            hget.arg(self.token_key(&key)).arg(&token);
+            let (rooms, stored) =
+                futures::future::join(self.cmd("subscriber", shard, &members), self.cmd("subscriber", shard, &hget))
+                    .await;
+            (rooms?, stored?)
+        };
         rooms.sort_unstable();
         Ok(Subscriber { token_valid: self.settle_token(&key, &token, stored).await, rooms })
     }
 
     async fn ping_io(&self) -> StoreHealth {
+        if self.ring.is_none() {
+            return self.cluster_health().await;
+        }
         let pings = self.shards.iter().map(|s| async move {
             let up = self.cmd::<String>("ping", s, &redis::cmd("PING")).await.is_ok();
             (s.name.clone(), up)
         });
         StoreHealth { backend: "redis".into(), shards: join_all(pings).await }
+    }
+
+    /// The cluster's masters as the cluster sees them, each also set in the shard gauge.
+    async fn cluster_health(&self) -> StoreHealth {
+        let shard = &self.shards[0];
+        let nodes = self.cmd::<String>("ping", shard, redis::cmd("CLUSTER").arg("NODES")).await;
+        let masters = match nodes {
+            Ok(text) => redis_cluster::masters(&text),
+            Err(_) => Vec::new(),
+        };
+        for (name, up) in &masters {
+            gauge!(SHARD_UP, "shard" => name.clone()).set(if *up { 1.0 } else { 0.0 });
+        }
+        // No answer, or an answer without masters, is an unreachable cluster.
+        let shards = if masters.is_empty() { vec![(CLUSTER_SHARD.to_string(), false)] } else { masters };
+        StoreHealth { backend: "redis-cluster".into(), shards }
     }
 }
 
@@ -562,6 +688,7 @@ mod tests {
                     weight: *w,
                     addr: "127.0.0.1:1".into(),
                     password: String::new(),
+                    ..RedisSource::default()
                 })
                 .collect(),
             ..RedisConfig::default()

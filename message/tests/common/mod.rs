@@ -22,6 +22,7 @@ pub fn redis_config(sources: &[(&str, u32, &str)], store: usize) -> RedisConfig 
                 weight: *weight,
                 addr: format!("redis://{addr}"),
                 password: String::new(),
+                ..RedisSource::default()
             })
             .collect(),
         ..RedisConfig::default()
