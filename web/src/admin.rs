@@ -223,15 +223,7 @@ async fn push_privates(
     // Report failed keys in request order, whatever order the comets answered in.
     let position: HashMap<&str, usize> = keys.iter().enumerate().rev().map(|(i, k)| (*k, i)).collect();
     failed.sort_by_key(|k| position.get(k.as_str()).copied().unwrap_or(usize::MAX));
-    let mut data = String::from("{\"fk\":[");
-    for (i, k) in failed.iter().enumerate() {
-        if i > 0 {
-            data.push(',');
-        }
-        gojson::push_string(&mut data, k);
-    }
-    data.push_str("]}");
-    Ok(Reply::data(Style::Versioned, data))
+    Ok(Reply::failed_keys(Style::Versioned, &failed))
 }
 
 /// `/1/admin/msg/del` (alias `/admin/msg/clean`), form body `key=K`: deletes stored messages.

@@ -61,6 +61,20 @@ impl Reply {
         Reply { style, ret: OK, data: Some(data) }
     }
 
+    /// Success naming the keys that failed: `{"data":{"fk":["k1",…]},"ret":0}`, as upstream's
+    /// multi-key push answers.
+    pub(crate) fn failed_keys(style: Style, failed: &[String]) -> Reply {
+        let mut data = String::from("{\"fk\":[");
+        for (i, k) in failed.iter().enumerate() {
+            if i > 0 {
+                data.push(',');
+            }
+            cluster::gojson::push_string(&mut data, k);
+        }
+        data.push_str("]}");
+        Reply::data(style, data)
+    }
+
     /// The JSON bytes, keys in Go's sorted order.
     pub(crate) fn body(&self) -> String {
         let data_len = self.data.as_ref().map_or(0, String::len);

@@ -154,15 +154,7 @@ async fn change(
     if failed.is_empty() {
         return Ok(Reply::ok(Style::Versioned));
     }
-    let mut data = String::from("{\"fk\":[");
-    for (i, k) in failed.iter().enumerate() {
-        if i > 0 {
-            data.push(',');
-        }
-        gojson::push_string(&mut data, k);
-    }
-    data.push_str("]}");
-    Ok(Reply::data(Style::Versioned, data))
+    Ok(Reply::failed_keys(Style::Versioned, &failed))
 }
 
 /// `?key=K`: `{"data":{"rooms":["R",…]},"ret":0}`.

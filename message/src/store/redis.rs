@@ -37,6 +37,9 @@ pub const TOKEN_NAMESPACE: &str = "gopush-token:";
 /// key on the key's shard, so membership needs no command across keys (and works on Redis Cluster).
 pub const ROOMS_NAMESPACE: &str = "gopush-rooms:";
 
+/// Positions in a call's `keys` per pipeline, by (shard, batch within the shard).
+type Batches = HashMap<(usize, usize), Vec<usize>>;
+
 /// Offline messages and tokens in ring-sharded Redis servers.
 pub struct RedisStore {
     /// Parallel to `ring.nodes()`: shard `i` serves the keys the ring gives node `i`. A Redis
@@ -183,6 +186,24 @@ impl RedisStore {
         self.shard_of(key).map(|i| &self.shards[i]).ok_or(StoreError::Backend)
     }
 
+    /// Splits `keys` into pipelines by position in `keys`, so failures come back in the caller's
+    /// order: all of a shard's keys in one, or one key each in a Redis Cluster, where a pipeline
+    /// must stay within one slot. Also returns the positions of bad keys and keys with no shard.
+    fn batches(&self, keys: &[String]) -> (Vec<usize>, Batches) {
+        let mut failed = Vec::new();
+        let mut batches = Batches::new();
+        for (pos, key) in keys.iter().enumerate() {
+            match (check_key(key), self.shard_of(key)) {
+                (Ok(()), Some(shard)) => {
+                    let batch = if self.ring.is_some() { 0 } else { pos };
+                    batches.entry((shard, batch)).or_default().push(pos)
+                }
+                _ => failed.push(pos),
+            }
+        }
+        (failed, batches)
+    }
+
     fn message_key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
@@ -316,20 +337,7 @@ impl RedisStore {
         let compacted = prepare(&msg, mid)?;
         let expire_at = self.clock.now() + i64::from(expire);
         let member = member::encode(&compacted, expire_at, mid);
-        // (position in `keys`) per batch, so failures come back in the caller's order. A batch is
-        // one pipeline: all of a shard's keys, or one key in a Redis Cluster, where a pipeline
-        // must stay within one slot.
-        let mut failed: Vec<usize> = Vec::new();
-        let mut batches: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
-        for (pos, key) in keys.iter().enumerate() {
-            match (check_key(key), self.shard_of(key)) {
-                (Ok(()), Some(shard)) => {
-                    let batch = if self.ring.is_some() { 0 } else { pos };
-                    batches.entry((shard, batch)).or_default().push(pos)
-                }
-                _ => failed.push(pos),
-            }
-        }
+        let (mut failed, batches) = self.batches(&keys);
         if expire > 0 {
             let rounds = batches.into_iter().map(|((shard, _), positions)| {
                 let mut pipe = redis::pipe();
@@ -489,19 +497,7 @@ impl RedisStore {
     /// the keys that failed (bad, shard down, or a join over [`MAX_ROOMS_PER_KEY`]).
     async fn change_rooms_io(&self, keys: Vec<String>, room: String, join: bool) -> Result<Vec<String>, StoreError> {
         check_room(&room)?;
-        let mut failed: Vec<usize> = Vec::new();
-        // One pipeline per shard, or per key in a Redis Cluster, where a pipeline must stay within
-        // one slot (as for saves).
-        let mut batches: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
-        for (pos, key) in keys.iter().enumerate() {
-            match (check_key(key), self.shard_of(key)) {
-                (Ok(()), Some(shard)) => {
-                    let batch = if self.ring.is_some() { 0 } else { pos };
-                    batches.entry((shard, batch)).or_default().push(pos)
-                }
-                _ => failed.push(pos),
-            }
-        }
+        let (mut failed, batches) = self.batches(&keys);
         let (what, per_key) = if join { ("join_rooms", 3) } else { ("leave_rooms", 1) };
         let rounds = batches.into_iter().map(|((shard, _), positions)| {
             let mut pipe = redis::pipe();
