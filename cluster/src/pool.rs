@@ -44,6 +44,10 @@ pub struct RpcConfig {
     pub push_batch: usize,
     /// Calls web keeps out to one comet at once before further pushes queue into the next batch.
     pub push_batch_in_flight: usize,
+    /// Most message saves a comet sends to the store in one call; 1 sends each save alone.
+    pub save_batch: usize,
+    /// Save calls a comet keeps out at once before further saves queue into the next batch.
+    pub save_batch_in_flight: usize,
 }
 
 /// A configured secret: never printed, so configs can be logged.
@@ -84,6 +88,9 @@ impl Default for RpcConfig {
             // Measured with the push scenarios of docs/benchmarks.md; see docs/decisions.md#d90-coalesced-pushes-from-web-to-a-comet.
             push_batch: 64,
             push_batch_in_flight: 4,
+            // Measured with the stored push scenario; see docs/decisions.md#d91-coalesced-saves-from-a-comet-to-the-store.
+            save_batch: 64,
+            save_batch_in_flight: 4,
         }
     }
 }

@@ -56,6 +56,19 @@ pub struct Push {
     pub id: Option<String>,
 }
 
+/// One message of a [`save_batch`](MessageApi::save_batch): the arguments of `save_private`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Save {
+    /// The key.
+    pub key: String,
+    /// The message: one valid JSON value.
+    pub msg: String,
+    /// Its mid.
+    pub mid: Mid,
+    /// Seconds to keep it; 0 stores nothing.
+    pub expire: u32,
+}
+
 /// What `MessageRpc.subscriber` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Subscriber {
@@ -260,6 +273,8 @@ rpc_service! {
     fn save_private(key: String, msg: String, mid: Mid, expire: u32) -> ();
     /// Stores one message under many keys; returns the keys whose save failed.
     fn save_privates(keys: Vec<String>, msg: String, mid: Mid, expire: u32) -> Vec<String>;
+    /// Stores several messages, each as `save_private` would, answering each on its own.
+    fn save_batch(saves: Vec<Save>) -> Vec<Result<(), StoreError>>;
     /// Unexpired messages of `key` with mid greater than `after`, ascending.
     fn get_private(key: String, after: Mid) -> Vec<StoredMessage>;
     /// Deletes every stored message of `key`.

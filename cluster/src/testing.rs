@@ -5,7 +5,7 @@
 
 use crate::rpc::{
     BoxFuture, CometApi, CometError, CometStatus, KeyPresence, MessageApi, Mid, OnlineCount, Push, PushPrivatesReply,
-    StoreError, StoreHealth, StoredMessage, Subscriber,
+    Save, StoreError, StoreHealth, StoredMessage, Subscriber,
 };
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -224,7 +224,7 @@ impl CometApi for FakeComet {
 }
 
 /// One recorded save: keys, message, mid, expire.
-pub type Save = (Vec<String>, String, Mid, u32);
+pub type Saved = (Vec<String>, String, Mid, u32);
 
 /// A message-store double that really stores: saves are kept per key (and recorded), reads
 /// return those newer than the asked mid, tokens are kept. `fail_save` fails every save as a
@@ -236,7 +236,9 @@ pub struct FakeStore {
     /// Stored messages per key.
     pub messages: Mutex<HashMap<String, Vec<StoredMessage>>>,
     /// Every successful save, in order.
-    pub saved: Mutex<Vec<Save>>,
+    pub saved: Mutex<Vec<Saved>>,
+    /// The size of each `save_batch` call, in order.
+    pub save_batches: Mutex<Vec<usize>>,
     /// Keys deleted, in order.
     pub deleted: Mutex<Vec<String>>,
     /// Valid tokens: (key, token) → lifetime in seconds.
@@ -274,7 +276,7 @@ impl FakeStore {
     }
 
     /// The saves so far.
-    pub fn saves(&self) -> Vec<Save> {
+    pub fn saves(&self) -> Vec<Saved> {
         self.saved.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
@@ -333,6 +335,20 @@ impl MessageApi for FakeStore {
         Box::pin(async move {
             self.delay_save().await;
             self.save(keys, msg, mid, expire)
+        })
+    }
+    fn save_batch(&self, saves: Vec<Save>) -> BoxFuture<'_, Result<Vec<Result<(), StoreError>>, StoreError>> {
+        Box::pin(async move {
+            if let Ok(mut b) = self.save_batches.lock() {
+                b.push(saves.len());
+            }
+            self.delay_save().await;
+            let answers = saves.into_iter().map(|s| match self.save(vec![s.key], s.msg, s.mid, s.expire) {
+                Ok(failed) if failed.is_empty() => Ok(()),
+                Ok(_) => Err(StoreError::Backend),
+                Err(e) => Err(e),
+            });
+            Ok(answers.collect())
         })
     }
     fn get_private(&self, key: String, after: Mid) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {

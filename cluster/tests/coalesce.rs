@@ -1,11 +1,12 @@
-//! Coalesced pushes over real loopback RPC (docs/decisions.md#d90-coalesced-pushes-from-web-to-a-comet): a lone push
-//! leaves at once as `push_private`; pushes queued behind busy call slots leave as one
-//! `push_batch`, and each is answered on its own, failures included.
+//! Coalesced calls over real loopback RPC (docs/decisions.md#d90-coalesced-pushes-from-web-to-a-comet,
+//! docs/decisions.md#d91-coalesced-saves-from-a-comet-to-the-store): a lone push or save leaves at once
+//! as `push_private` or `save_private`; those queued behind busy call slots leave as one
+//! `push_batch` or `save_batch`, and each is answered on its own, failures included.
 
-use cluster::coalesce::PushCoalescer;
-use cluster::pool::{RemoteComet, RpcConfig};
-use cluster::rpc::{CometError, Push, SharedComet, serve_comet};
-use cluster::testing::{CometCall, FakeComet};
+use cluster::coalesce::{PushCoalescer, SaveCoalescer};
+use cluster::pool::{MessagePool, RemoteComet, RpcConfig};
+use cluster::rpc::{CometError, MessageApi, Push, Save, SharedComet, StoreError, serve_comet, serve_message};
+use cluster::testing::{CometCall, FakeComet, FakeStore};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -80,5 +81,74 @@ async fn a_dead_comet_fails_every_push_of_the_batch_with_the_transport_error() {
     });
     for r in futures::future::join_all(all).await {
         assert_eq!(r.expect("task"), Err(CometError::Unreachable));
+    }
+}
+
+/// A `FakeStore` served on loopback as a message node, and a pool that calls it.
+async fn remote_store() -> (Arc<MessagePool>, Arc<FakeStore>, CancellationToken) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let store = FakeStore::new();
+    let stop = CancellationToken::new();
+    tokio::spawn(serve_message(listener, store.clone(), RpcConfig::default(), stop.clone()));
+    let pool = MessagePool::new(RpcConfig::default());
+    pool.set(vec![(addr, 1)]);
+    (pool, store, stop)
+}
+
+fn save(key: &str, mid: i64) -> Save {
+    Save { key: key.into(), msg: format!("{{\"n\":{mid}}}"), mid, expire: 600 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_queued_behind_a_busy_slot_leave_as_one_batch_and_fail_alone() {
+    let (pool, store, _stop) = remote_store().await;
+    store.fail_keys.lock().unwrap().insert("broken".into());
+    let saves = Arc::new(SaveCoalescer::saves(pool, 64, 1));
+    assert_eq!(saves.save(save("alone", 1)).await, Ok(()));
+    assert!(store.save_batches.lock().unwrap().is_empty(), "a save alone goes as save_private");
+
+    // The first save holds the only slot for half a second; the next ones queue behind it.
+    store.save_delays.lock().unwrap().push_back(Duration::from_millis(500));
+    let slow = tokio::spawn({
+        let s = saves.clone();
+        async move { s.save(save("slow", 2)).await }
+    });
+    // The store takes a save's delay as the save starts.
+    testkit::eventually("the slow save to reach the store", Duration::from_secs(5), || async {
+        store.save_delays.lock().unwrap().is_empty()
+    })
+    .await;
+    let queued: Vec<_> = [("a", 3), ("broken", 4), ("a", 5), ("", 6)]
+        .into_iter()
+        .map(|(k, mid)| {
+            let s = saves.clone();
+            tokio::spawn(async move { s.save(save(k, mid)).await })
+        })
+        .collect();
+    let answers: Vec<_> = futures::future::join_all(queued).await.into_iter().map(|r| r.expect("task")).collect();
+    assert_eq!(slow.await.expect("task"), Ok(()));
+    assert_eq!(answers, [Ok(()), Err(StoreError::Backend), Ok(()), Ok(())], "the failing key fails alone");
+    assert_eq!(*store.save_batches.lock().unwrap(), [4], "the four queued saves went in one call");
+    let stored: Vec<i64> = store.get_private("a".into(), 0).await.unwrap().iter().map(|m| m.mid).collect();
+    assert_eq!(stored, [3, 5], "in the order they were queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_to_a_dead_message_node_all_fail_with_the_transport_error() {
+    let (pool, _store, stop) = remote_store().await;
+    let saves = Arc::new(SaveCoalescer::saves(pool, 64, 2));
+    assert_eq!(saves.save(save("k", 1)).await, Ok(()));
+    stop.cancel();
+    let all = (0..20).map(|i| {
+        let s = saves.clone();
+        tokio::spawn(async move { s.save(save("k", i + 2)).await })
+    });
+    for r in futures::future::join_all(all).await {
+        let answer = r.expect("task");
+        assert!(
+            matches!(answer, Err(StoreError::Unreachable | StoreError::NoNode | StoreError::Timeout)),
+            "{answer:?}"
+        );
     }
 }

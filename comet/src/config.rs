@@ -204,6 +204,9 @@ impl CometConfig {
         if c.ws_read_buffer < 64 || c.ws_max_frame < 16 || c.ws_max_request < 512 {
             return bad("channel.ws_read_buffer >= 64, ws_max_frame >= 16 and ws_max_request >= 512 are required");
         }
+        if self.rpc.save_batch == 0 || self.rpc.save_batch_in_flight == 0 {
+            return bad("rpc.save_batch and rpc.save_batch_in_flight must be at least 1");
+        }
         self.webhook.validate()?;
         let b = &self.base;
         for (bind_key, binds, advertise_key, advertise) in [

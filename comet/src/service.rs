@@ -114,7 +114,7 @@ impl CometService {
             &deliver,
         );
         let Some(msg) = to_save else { return Ok(mid) };
-        let saved = self.shared.messages.save_private(keys[0].clone(), msg, mid, expire).await;
+        let saved = self.shared.save_private(keys[0].clone(), msg, mid, expire).await;
         match saved {
             Ok(()) => {
                 self.shared.order.finish(&keys, &[], mid, &frames, &deliver);

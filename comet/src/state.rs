@@ -11,8 +11,9 @@ use crate::presence::Presence;
 use crate::replay::Replays;
 use crate::rooms::Fanouts;
 use crate::webhook::Queue;
+use cluster::coalesce::SaveCoalescer;
 use cluster::mid::Mids;
-use cluster::rpc::{CometStatus, Mid, PushPrivatesReply, SharedMessages};
+use cluster::rpc::{CometStatus, Mid, PushPrivatesReply, Save, SharedMessages, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     pub replayed_multi_pushes: Replays<PushPrivatesReply>,
     /// Where messages and tokens are stored.
     pub messages: SharedMessages,
+    /// Saves of private messages coalesced into batch calls; `None` when `rpc.save_batch` is 1.
+    saves: Option<SaveCoalescer>,
     /// The queue of room and broadcast pushes.
     pub fanouts: Fanouts,
     /// Open client connections, handshakes included; changed only through `admission::Slot`.
@@ -65,6 +68,9 @@ impl Shared {
             order: Sequencer::new(),
             replayed_pushes: Replays::new(),
             replayed_multi_pushes: Replays::new(),
+            saves: (config.rpc.save_batch > 1).then(|| {
+                SaveCoalescer::saves(messages.clone(), config.rpc.save_batch, config.rpc.save_batch_in_flight)
+            }),
             messages,
             fanouts: Fanouts::default(),
             connections: AtomicUsize::new(0),
@@ -72,6 +78,14 @@ impl Shared {
             stopping: AtomicBool::new(false),
             cut_off: AtomicBool::new(false),
             config,
+        }
+    }
+
+    /// Saves one private message, in a batch with those saved at the same moment when coalescing.
+    pub async fn save_private(&self, key: String, msg: String, mid: Mid, expire: u32) -> Result<(), StoreError> {
+        match &self.saves {
+            Some(saves) => saves.save(Save { key, msg, mid, expire }).await,
+            None => self.messages.save_private(key, msg, mid, expire).await,
         }
     }
 

@@ -63,7 +63,9 @@ pub struct Standalone {
 
 impl Standalone {
     /// Starts the store, the comet, then web; returns once clients can connect.
-    pub async fn start(config: StandaloneConfig) -> anyhow::Result<Standalone> {
+    pub async fn start(mut config: StandaloneConfig) -> anyhow::Result<Standalone> {
+        // The store is in this process: a save costs no call, so batching saves would only add a hop.
+        config.comet.rpc.save_batch = 1;
         let node = config.comet.node.name.clone();
         // The ring only needs the node's name and weight; its addresses are filled in once bound.
         let placeholder = NodeInfo { weight: config.comet.node.weight, ..NodeInfo::default() };

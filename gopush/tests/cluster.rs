@@ -541,6 +541,53 @@ async fn concurrent_stored_pushes_arrive_in_mid_order_and_a_repeated_id_applies_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_stored_push_is_in_the_store_when_saves_are_coalesced() {
+    let Some(zk) = testkit::zk_addr() else { return };
+    let Some(redis) = testkit::redis_addrs() else { return };
+    // One save call out per comet at a time: every save that meets a busy slot joins a batch.
+    let extra = "save_batch = 16\nsave_batch_in_flight = 1\n";
+    let cluster = Cluster::start_with(&zk, &redis, &["node1", "node2"], WebPorts::free(), extra).await;
+    let (public, admin) = (cluster.public(), cluster.admin());
+    let tag = testkit::unique_name("co");
+
+    // 16 publishers, each pushing in turn to its own 4 keys, 20 pushes a key, every push waited
+    // for: per key the publish order is the mid order, and a batch never holds two of one key.
+    const PUBLISHERS: usize = 16;
+    const KEYS_EACH: usize = 4;
+    const PER_KEY: usize = 20;
+    let publishers = (0..PUBLISHERS).map(|p| {
+        let (admin, tag) = (admin.clone(), tag.clone());
+        tokio::spawn(async move {
+            for i in 0..KEYS_EACH * PER_KEY {
+                let key = format!("{tag}-{p}-{}", i % KEYS_EACH);
+                let ret = push(&admin, &key, 600, &format!("{{\"i\":{i}}}")).await;
+                assert_eq!(ret, Some(0), "push {i} of publisher {p}");
+            }
+        })
+    });
+    for p in futures::future::join_all(publishers).await {
+        p.expect("publisher");
+    }
+    for p in 0..PUBLISHERS {
+        for k in 0..KEYS_EACH {
+            let key = format!("{tag}-{p}-{k}");
+            let stored: Vec<u64> =
+                msg_get(&public, &key, 0).await.iter().map(|(m, _)| m["i"].as_u64().unwrap()).collect();
+            let sent: Vec<u64> = (0..PER_KEY).map(|n| (n * KEYS_EACH + k) as u64).collect();
+            assert_eq!(stored, sent, "{key}: every acknowledged push stored, in publish order");
+        }
+    }
+    let metrics = get(&format!("127.0.0.1:{}", cluster.message_stat), "/metrics").await.expect("/metrics");
+    let batches = metrics
+        .body()
+        .lines()
+        .find(|l| l.starts_with("gopush_message_store_seconds_count{op=\"save_batch\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(batches > 0.0, "saves went to the store in batches:\n{}", metrics.body());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_comet_cut_off_from_zookeeper_hands_its_clients_to_the_new_owner() {
     let Some(zk) = testkit::zk_addr() else { return };
     let Some(redis) = testkit::redis_addrs() else { return };

@@ -8,9 +8,10 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, his
 use std::any::Any;
 use std::time::Duration;
 
-/// Successful save calls (one message, to one key or to a batch of keys).
+/// Successful save calls (one message, to one key or to a batch of keys; each save of a
+/// `save_batch` counts as a call).
 pub const SAVES: &str = "gopush_message_saves_total";
-/// Save calls that failed as a whole.
+/// Save calls that failed as a whole (each save of a batch counts as a call).
 pub const SAVE_FAILURES: &str = "gopush_message_save_failures_total";
 /// Keys of successful batch saves whose own save failed (their shard was down).
 pub const SAVE_FAILED_KEYS: &str = "gopush_message_save_failed_keys_total";
@@ -36,7 +37,8 @@ pub const NAMES: &[&str] =
     &[SAVES, SAVE_FAILURES, SAVE_FAILED_KEYS, GETS, DELETES, TOKEN_ADDS, TOKEN_CHECKS, ERRORS, LATENCY, SHARD_UP];
 
 /// The `op` labels of [`ERRORS`] and [`LATENCY`]: one per `MessageApi` call.
-pub const OPS: &[&str] = &["save_private", "save_privates", "get_private", "del_private", "add_token", "check_token"];
+pub const OPS: &[&str] =
+    &["save_private", "save_privates", "save_batch", "get_private", "del_private", "add_token", "check_token"];
 
 /// Gives every message-store series its HELP text and a 0 sample; call once the node starts
 /// (again is harmless: zeroing adds 0).
@@ -100,7 +102,7 @@ impl Observer<StoreError> for StoreMetrics {
             Err(e) => {
                 counter!(ERRORS, "op" => op, "error" => error_label(e)).increment(1);
                 match op {
-                    "save_private" | "save_privates" => counter!(SAVE_FAILURES).increment(1),
+                    "save_private" | "save_privates" | "save_batch" => counter!(SAVE_FAILURES).increment(1),
                     "check_token" => counter!(TOKEN_CHECKS, "result" => "error").increment(1),
                     _ => {}
                 }
@@ -112,6 +114,13 @@ impl Observer<StoreError> for StoreMetrics {
                     let failed = answer.downcast_ref::<Vec<String>>().map_or(0, Vec::len) as u64;
                     counter!(SAVES).increment(1);
                     counter!(SAVE_FAILED_KEYS).increment(failed);
+                }
+                // A batch of saves counts as the saves it holds, each saved or failed on its own.
+                "save_batch" => {
+                    let answers = answer.downcast_ref::<Vec<Result<(), StoreError>>>().map_or(&[][..], Vec::as_slice);
+                    let failed = answers.iter().filter(|a| a.is_err()).count() as u64;
+                    counter!(SAVES).increment(answers.len() as u64 - failed);
+                    counter!(SAVE_FAILURES).increment(failed);
                 }
                 "get_private" => counter!(GETS).increment(1),
                 "del_private" => counter!(DELETES).increment(1),

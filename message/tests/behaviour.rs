@@ -1,10 +1,10 @@
 //! One behaviour suite, written once against `MessageApi`, run against the memory store and the
 //! Redis store (two real servers = two shards): order, `m` filtering, the per-key cap, expiry,
-//! delete, multi-key saves with failures, tokens with sliding expiry, and refused input.
+//! delete, multi-key saves with failures, batches of saves, tokens with sliding expiry, and refused input.
 
 mod common;
 
-use cluster::rpc::{MessageApi, SharedMessages, StoreError, StoredMessage};
+use cluster::rpc::{MessageApi, Save, SharedMessages, StoreError, StoredMessage};
 use message::clock::Clock;
 use message::metered::metered;
 use message::store::MemoryStore;
@@ -47,6 +47,31 @@ async fn suite(store: SharedMessages, clock: Clock, ns: &str) {
         store.save_private(key.clone(), format!("{mid}"), mid, 600).await.unwrap();
     }
     assert_eq!(mids(&store.get_private(key.clone(), 0).await.unwrap()), [4, 5, 6, 7, 8]);
+
+    // A batch of saves is answered save by save: bad ones fail alone, the others are stored as
+    // `save_private` stores them, and expire 0 stores nothing.
+    let (a, b) = (k("batch-a"), k("batch-b"));
+    let save = |key: &str, msg: &str, mid: i64, expire: u32| Save { key: key.into(), msg: msg.into(), mid, expire };
+    let answers = store
+        .save_batch(vec![
+            save(&a, "{\"n\": 1}", 1, 600),
+            save("", "1", 2, 600),
+            save(&b, "not json", 3, 600),
+            save(&b, "2", 4, 600),
+            save(&a, "3", 5, 600),
+            save(&b, "4", 6, 0),
+            save(&a, "5", -1, 600),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        [Ok(()), Err(StoreError::BadKey), Err(StoreError::BadMessage), Ok(()), Ok(()), Ok(()), Err(StoreError::BadMid)]
+    );
+    let stored = store.get_private(a.clone(), 0).await.unwrap();
+    assert_eq!((mids(&stored), stored[0].msg.as_str()), (vec![1, 5], r#"{"n":1}"#));
+    assert_eq!(mids(&store.get_private(b.clone(), 0).await.unwrap()), [4]);
+    assert!(store.save_batch(Vec::new()).await.unwrap().is_empty());
 
     // expire 0 stores nothing.
     let key = k("online-only");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use cluster::rpc::{MessageApi, StoreError};
+use cluster::rpc::{MessageApi, Save, StoreError};
 use message::clock::Clock;
 use message::config::{RedisClusterConfig, RedisConfig, RedisSource};
 use message::store::RedisStore;
@@ -39,6 +39,13 @@ async fn a_redis_cluster_store_behaves_like_the_sharded_one() {
     assert!(failed.is_empty(), "{failed:?}");
     for k in &keys {
         assert_eq!(store.get_private(k.clone(), 0).await.unwrap().len(), 1, "{k}");
+    }
+    // A batch of saves over keys in many slots: each answered, each stored.
+    let saves = keys.iter().map(|k| Save { key: k.clone(), msg: "8".into(), mid: 21, expire: 60 }).collect();
+    let answers = store.save_batch(saves).await.unwrap();
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    for k in &keys {
+        assert_eq!(store.get_private(k.clone(), 20).await.unwrap().len(), 1, "{k}");
     }
     store.del_private("alice".into()).await.unwrap();
     assert!(store.get_private("alice".into(), 0).await.unwrap().is_empty());
@@ -76,7 +83,9 @@ async fn saves_are_refused_when_too_few_replicas_confirm() {
     let store = RedisStore::new(&config).unwrap();
     assert_eq!(store.save_private("k".into(), "1".into(), 1, 60).await, Err(StoreError::Backend));
     assert_eq!(store.save_privates(vec!["k".into()], "2".into(), 2, 60).await.unwrap(), ["k"]);
-    assert_eq!(store.get_private("k".into(), 0).await.unwrap().len(), 2);
+    let batch = vec![Save { key: "k".into(), msg: "4".into(), mid: 4, expire: 60 }];
+    assert_eq!(store.save_batch(batch).await.unwrap(), [Err(StoreError::Backend)]);
+    assert_eq!(store.get_private("k".into(), 0).await.unwrap().len(), 3);
     config.wait_replicas = 1;
     let store = RedisStore::new(&config).unwrap();
     store.save_private("k".into(), "3".into(), 3, 60).await.unwrap();

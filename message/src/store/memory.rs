@@ -7,7 +7,7 @@ use super::rooms::MemoryRooms;
 use super::{check_key, check_mid, check_token, prepare};
 use crate::clock::Clock;
 use crate::token::{TokenRecord, to_evict};
-use cluster::rpc::{BoxFuture, MessageApi, Mid, StoreError, StoreHealth, StoredMessage, Subscriber};
+use cluster::rpc::{BoxFuture, MessageApi, Mid, Save, StoreError, StoreHealth, StoredMessage, Subscriber};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -195,6 +195,11 @@ impl MessageApi for MemoryStore {
         expire: u32,
     ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         Box::pin(std::future::ready(self.save_privates_now(&keys, &msg, mid, expire)))
+    }
+
+    fn save_batch(&self, saves: Vec<Save>) -> BoxFuture<'_, Result<Vec<Result<(), StoreError>>, StoreError>> {
+        let answers = saves.iter().map(|s| self.save_private_now(&s.key, &s.msg, s.mid, s.expire)).collect();
+        Box::pin(std::future::ready(Ok(answers)))
     }
 
     fn get_private(&self, key: String, after: Mid) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {

@@ -19,7 +19,7 @@ use crate::error::MessageError;
 use crate::member;
 use crate::metered::SHARD_UP;
 use crate::token::{TokenRecord, to_evict};
-use cluster::rpc::{BoxFuture, MessageApi, Mid, StoreError, StoreHealth, StoredMessage, Subscriber};
+use cluster::rpc::{BoxFuture, MessageApi, Mid, Save, StoreError, StoreHealth, StoredMessage, Subscriber};
 use futures::future::join_all;
 use metrics::gauge;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -337,43 +337,85 @@ impl RedisStore {
         let compacted = prepare(&msg, mid)?;
         let expire_at = self.clock.now() + i64::from(expire);
         let member = member::encode(&compacted, expire_at, mid);
-        let (mut failed, batches) = self.batches(&keys);
-        if expire > 0 {
-            let rounds = batches.into_iter().map(|((shard, _), positions)| {
-                let mut pipe = redis::pipe();
-                pipe.ignore_errors();
-                for &pos in &positions {
-                    self.push_save(&mut pipe, &keys[pos], &member, mid, expire_at);
-                }
-                self.push_wait(&mut pipe);
-                let saves = positions.len() * SAVE_COMMANDS;
-                let shard = &self.shards[shard];
-                async move {
-                    let answer = self.pipe::<Vec<Value>>("save_privates", shard, &pipe).await;
-                    match answer {
-                        Ok(replies) if replies.len() == saves + usize::from(self.wait.is_some()) => {
-                            if let Some((replicas, _)) = self.wait
-                                && !self.replicated(shard, &replies, replicas)
-                            {
-                                return positions;
-                            }
-                            positions
-                                .iter()
-                                .zip(replies[..saves].chunks(SAVE_COMMANDS))
-                                .filter(|(_, r)| r.iter().any(|v| matches!(v, Value::ServerError(_))))
-                                .map(|(&pos, _)| pos)
-                                .collect()
-                        }
-                        Ok(_) | Err(_) => positions,
-                    }
-                }
-            });
-            for shard_failed in join_all(rounds).await {
-                failed.extend(shard_failed);
-            }
-        }
+        let mut failed = if expire > 0 {
+            self.save_rows("save_privates", &keys, |_| (member.as_str(), mid, expire_at)).await
+        } else {
+            self.batches(&keys).0
+        };
         failed.sort_unstable();
         Ok(failed.into_iter().map(|pos| keys[pos].clone()).collect())
+    }
+
+    async fn save_batch_io(&self, saves: Vec<Save>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let now = self.clock.now();
+        let mut answers = Vec::with_capacity(saves.len());
+        // The saves that reach Redis: their keys, their rows, and where each answer goes.
+        let (mut keys, mut rows, mut at) = (Vec::new(), Vec::new(), Vec::new());
+        for (pos, save) in saves.into_iter().enumerate() {
+            match check_key(&save.key).and_then(|()| prepare(&save.msg, save.mid)) {
+                Err(e) => answers.push(Err(e)),
+                Ok(_) if save.expire == 0 => answers.push(Ok(())),
+                Ok(compacted) => {
+                    let expire_at = now + i64::from(save.expire);
+                    rows.push((member::encode(&compacted, expire_at, save.mid), save.mid, expire_at));
+                    keys.push(save.key);
+                    at.push(pos);
+                    answers.push(Ok(()));
+                }
+            }
+        }
+        if !keys.is_empty() {
+            for failed in self.save_rows("save_batch", &keys, |i| (rows[i].0.as_str(), rows[i].1, rows[i].2)).await {
+                answers[at[failed]] = Err(StoreError::Backend);
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Saves row `row(pos)` (member, mid, expire time) under `keys[pos]` for every key, one
+    /// pipeline per shard (per key in a Redis Cluster), the pipelines at once; returns the
+    /// positions whose save failed, bad keys included.
+    async fn save_rows<'a>(
+        &self,
+        op: &'static str,
+        keys: &[String],
+        row: impl Fn(usize) -> (&'a str, Mid, i64),
+    ) -> Vec<usize> {
+        let (mut failed, batches) = self.batches(keys);
+        let rounds = batches.into_iter().map(|((shard, _), positions)| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for &pos in &positions {
+                let (member, mid, expire_at) = row(pos);
+                self.push_save(&mut pipe, &keys[pos], member, mid, expire_at);
+            }
+            self.push_wait(&mut pipe);
+            let saves = positions.len() * SAVE_COMMANDS;
+            let shard = &self.shards[shard];
+            async move {
+                let answer = self.pipe::<Vec<Value>>(op, shard, &pipe).await;
+                match answer {
+                    Ok(replies) if replies.len() == saves + usize::from(self.wait.is_some()) => {
+                        if let Some((replicas, _)) = self.wait
+                            && !self.replicated(shard, &replies, replicas)
+                        {
+                            return positions;
+                        }
+                        positions
+                            .iter()
+                            .zip(replies[..saves].chunks(SAVE_COMMANDS))
+                            .filter(|(_, r)| r.iter().any(|v| matches!(v, Value::ServerError(_))))
+                            .map(|(&pos, _)| pos)
+                            .collect()
+                    }
+                    Ok(_) | Err(_) => positions,
+                }
+            }
+        });
+        for shard_failed in join_all(rounds).await {
+            failed.extend(shard_failed);
+        }
+        failed
     }
 
     async fn get_private_io(&self, key: String, after: Mid) -> Result<Vec<StoredMessage>, StoreError> {
@@ -631,6 +673,10 @@ impl MessageApi for RedisStore {
         expire: u32,
     ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         Box::pin(self.save_privates_io(keys, msg, mid, expire))
+    }
+
+    fn save_batch(&self, saves: Vec<Save>) -> BoxFuture<'_, Result<Vec<Result<(), StoreError>>, StoreError>> {
+        Box::pin(self.save_batch_io(saves))
     }
 
     fn get_private(&self, key: String, after: Mid) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
