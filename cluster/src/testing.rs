@@ -5,7 +5,7 @@
 
 use crate::rpc::{
     BoxFuture, CometApi, CometError, CometStatus, KeyPresence, MessageApi, Mid, OnlineCount, Push, PushPrivatesReply,
-    StoreError, StoreHealth, StoredMessage, Subscriber,
+    RoomCount, StoreError, StoreHealth, StoredMessage, Subscriber,
 };
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -72,8 +72,8 @@ pub enum CometCall {
 /// store backend error, `slow` answers after 5 s (or `slow_ms`), and keys starting with `fk` fail inside
 /// multi-pushes; `online` finds keys starting with `on` online with one TCP connection. A message
 /// that is not JSON is [`CometError::BadMessage`] and an empty token
-/// [`CometError::BadToken`]. While `down` is set every call fails as unreachable. Mids count up
-/// from 1.
+/// [`CometError::BadToken`]. Every room has `connections` live keys, named `<name>-0000` on.
+/// While `down` is set every call fails as unreachable. Mids count up from 1.
 #[derive(Default)]
 pub struct FakeComet {
     /// The node name its ping reports.
@@ -219,6 +219,21 @@ impl CometApi for FakeComet {
         Box::pin(async move {
             self.check()?;
             Ok(OnlineCount { node: self.name.clone(), keys: self.connections, tcp: self.connections, ws: 0 })
+        })
+    }
+    fn room_online_count(&self, _room: String) -> BoxFuture<'_, Result<RoomCount, CometError>> {
+        Box::pin(async move {
+            self.check()?;
+            Ok(RoomCount { node: self.name.clone(), keys: self.connections, conns: self.connections })
+        })
+    }
+    fn room_online(&self, _room: String, after: String, limit: u32) -> BoxFuture<'_, Result<Vec<String>, CometError>> {
+        Box::pin(async move {
+            self.check()?;
+            // `connections` keys named `<node>-<n>`, in the order the real comet answers.
+            let mut keys: Vec<String> = (0..self.connections).map(|i| format!("{}-{i:04}", self.name)).collect();
+            keys.sort_unstable();
+            Ok(keys.into_iter().filter(|k| *k > after).take(limit as usize).collect())
         })
     }
 }

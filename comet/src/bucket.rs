@@ -75,11 +75,11 @@ impl Buckets {
                 return false;
             }
             match (&ch.rooms, loaded) {
-                (Some(rooms), _) => rooms.iter().for_each(|r| self.rooms.add(r, conn)),
+                (Some(rooms), _) => rooms.iter().for_each(|r| self.rooms.add(r, key, conn)),
                 (None, Some(loaded)) => {
                     // Connections that joined while the store could not say get the rooms too.
                     for room in &loaded {
-                        ch.conns.iter().for_each(|c| self.rooms.add(room, c));
+                        ch.conns.iter().for_each(|c| self.rooms.add(room, key, c));
                     }
                     ch.rooms = Some(loaded.into_iter().map(Into::into).collect());
                 }
@@ -103,7 +103,7 @@ impl Buckets {
                 if !rooms.iter().any(|r| &**r == room) {
                     rooms.push(room.into());
                 }
-                ch.conns.iter().for_each(|c| self.rooms.add(room, c));
+                ch.conns.iter().for_each(|c| self.rooms.add(room, key, c));
             }
         });
     }
@@ -115,7 +115,7 @@ impl Buckets {
                 if let Some(rooms) = ch.rooms.as_mut() {
                     rooms.retain(|r| &**r != room);
                 }
-                ch.conns.iter().for_each(|c| self.rooms.remove(room, c));
+                ch.conns.iter().for_each(|c| self.rooms.remove(room, key, c));
             }
         });
     }
@@ -125,7 +125,7 @@ impl Buckets {
         self.with(key, |map| {
             if let Some(ch) = map.get_mut(key) {
                 ch.leave(conn);
-                ch.rooms.iter().flatten().for_each(|r| self.rooms.remove(r, conn));
+                ch.rooms.iter().flatten().for_each(|r| self.rooms.remove(r, key, conn));
                 if ch.is_empty() {
                     map.remove(key);
                 }
@@ -134,9 +134,9 @@ impl Buckets {
     }
 
     /// Takes a removed channel's connections out of its rooms.
-    fn unindex(&self, ch: &Channel) {
+    fn unindex(&self, key: &str, ch: &Channel) {
         for room in ch.rooms.iter().flatten() {
-            ch.conns.iter().for_each(|c| self.rooms.remove(room, c));
+            ch.conns.iter().for_each(|c| self.rooms.remove(room, key, c));
         }
     }
 
@@ -174,7 +174,7 @@ impl Buckets {
         self.with(key, |map| {
             map.remove(key)
                 .map(|ch| {
-                    self.unindex(&ch);
+                    self.unindex(key, &ch);
                     ch.conns
                 })
                 .unwrap_or_default()
@@ -190,7 +190,7 @@ impl Buckets {
             let before = map.len();
             map.retain(|key, ch| {
                 if gone(key) {
-                    self.unindex(ch);
+                    self.unindex(key, ch);
                     out.append(&mut ch.conns);
                     false
                 } else {
