@@ -64,13 +64,17 @@ pub(crate) async fn admit(shared: &Arc<Shared>, sub: &Subscribe, proto: Proto) -
         metrics::counter!(m::REFUSALS, "reason" => reason(&e)).increment(1);
         e
     };
+    if !sub.rooms.is_empty() && !shared.config.channel.client_rooms {
+        return Err(refuse(Error::RoomsRefused));
+    }
     if shared.stopping.load(Ordering::Relaxed) || !shared.owns(&sub.key) {
         return Err(refuse(Error::NotOwner));
     }
     let rooms = check_token_and_load_rooms(shared, &sub.key, &sub.token).await.map_err(refuse)?;
     let c = &shared.config.channel;
     let limit = Limit { frames: c.msgbuf, bytes: c.outbox_bytes };
-    let conn = Arc::new(Conn::new(proto, sub.new_format, limit, Utf8Bytes::from_static(HEARTBEAT_REPLY)));
+    let conn = Conn::new(proto, sub.new_format, limit, Utf8Bytes::from_static(HEARTBEAT_REPLY));
+    let conn = Arc::new(conn.with_rooms(&sub.rooms));
     let join = || shared.buckets.join(&sub.key, &conn, c.max_subscriber, rooms);
     let (boundary, joined) = match sub.resume {
         Some(_) => {
@@ -130,6 +134,7 @@ fn reason(e: &Error) -> &'static str {
         Error::TokenRejected => "auth",
         Error::TokenStoreUnavailable => "token_store",
         Error::ChannelFull => "channel_full",
+        Error::RoomsRefused => "client_rooms",
         _ => "other",
     }
 }

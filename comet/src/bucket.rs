@@ -85,6 +85,7 @@ impl Buckets {
                 }
                 (None, None) => {}
             }
+            conn.own_rooms().iter().for_each(|r| self.rooms.add(r, key, conn));
             true
         })
         .unwrap_or(false)
@@ -115,13 +116,16 @@ impl Buckets {
                 if let Some(rooms) = ch.rooms.as_mut() {
                     rooms.retain(|r| &**r != room);
                 }
-                ch.conns.iter().for_each(|c| self.rooms.remove(room, key, c));
+                // A connection that joined the room for itself stays in it.
+                ch.conns.iter().filter(|c| !c.owns_room(room)).for_each(|c| self.rooms.remove(room, key, c));
             }
         });
     }
 
     /// Removes `conn` from the key's channel and its rooms, and the channel once it holds nothing.
     pub fn leave(&self, key: &str, conn: &Arc<Conn>) {
+        // Its own rooms whether or not its channel is still there (`remove` may have taken it).
+        conn.own_rooms().iter().for_each(|r| self.rooms.remove(r, key, conn));
         self.with(key, |map| {
             if let Some(ch) = map.get_mut(key) {
                 ch.leave(conn);
@@ -137,6 +141,9 @@ impl Buckets {
     fn unindex(&self, key: &str, ch: &Channel) {
         for room in ch.rooms.iter().flatten() {
             ch.conns.iter().for_each(|c| self.rooms.remove(room, key, c));
+        }
+        for c in &ch.conns {
+            c.own_rooms().iter().for_each(|r| self.rooms.remove(r, key, c));
         }
     }
 
@@ -294,6 +301,28 @@ mod tests {
         assert_eq!(b.rooms.members("s").len(), 1);
         assert_eq!(b.remove("k").len(), 1);
         assert_eq!(b.rooms.rooms(), 0, "a removed channel leaves its rooms");
+    }
+
+    #[test]
+    fn own_rooms_belong_to_the_connection() {
+        let b = Buckets::new(2);
+        let limit = crate::conn::Limit { frames: 8, bytes: 0 };
+        let own = Conn::new(Proto::Tcp, true, limit, Utf8Bytes::from_static("+h\r\n")).with_rooms(&["r".into()]);
+        let (own, plain) = (Arc::new(own), conn(8));
+        b.join("k", &own, 8, Some(Vec::new()));
+        b.join("k", &plain, 8, None);
+        assert_eq!(b.rooms.count("r"), (1, 1), "only the connection that asked");
+        b.join_room("k", "r");
+        assert_eq!(b.rooms.count("r"), (1, 2));
+        b.leave_room("k", "r");
+        assert_eq!(b.rooms.members("r").len(), 1, "the key's leave keeps the connection's own join");
+        b.leave("k", &own);
+        assert_eq!(b.rooms.rooms(), 0);
+        let again =
+            Arc::new(Conn::new(Proto::Tcp, true, limit, Utf8Bytes::from_static("+h\r\n")).with_rooms(&["s".into()]));
+        b.join("k", &again, 8, None);
+        assert_eq!(b.remove("k").len(), 2);
+        assert_eq!(b.rooms.rooms(), 0, "a removed channel takes its connections' own rooms too");
     }
 
     #[test]
