@@ -268,6 +268,9 @@ pub struct FakeStore {
     pub calls: AtomicU32,
     /// Each key's rooms.
     pub rooms: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// How long each coming `subscriber` call waits after reading the rooms, in order (then no
+    /// delay): a subscriber whose answer is overtaken by a room change.
+    pub subscriber_delays: Mutex<VecDeque<Duration>>,
 }
 
 impl FakeStore {
@@ -411,7 +414,12 @@ impl MessageApi for FakeStore {
                 Some(token) => self.check_token(key.clone(), token).await?,
                 None => false,
             };
-            Ok(Subscriber { token_valid, rooms: self.rooms_of(&key) })
+            let rooms = self.rooms_of(&key);
+            let delay = self.subscriber_delays.lock().ok().and_then(|mut d| d.pop_front());
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(Subscriber { token_valid, rooms })
         })
     }
 }
