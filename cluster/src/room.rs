@@ -4,6 +4,9 @@
 /// Longest room name, in bytes.
 pub const MAX_ROOM: usize = 64;
 
+/// Most keys one page of a room's online keys may hold (`/1/admin/room/online`).
+pub const MAX_PAGE: u32 = 1000;
+
 /// The `gid` of a message pushed to a room (docs/protocol.md#message-json).
 pub const ROOM_GID: u32 = 1;
 

@@ -120,6 +120,17 @@ pub struct OnlineCount {
     pub ws: u64,
 }
 
+/// A comet's figures for one room, for `/1/admin/online/count?room=R`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RoomCount {
+    /// Its ring node name.
+    pub node: String,
+    /// Keys with at least one live connection in the room.
+    pub keys: u64,
+    /// Live connections in the room.
+    pub conns: u64,
+}
+
 /// A message node's answer to a health ping.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StoreHealth {
@@ -257,6 +268,11 @@ rpc_service! {
     fn online(keys: Vec<String>) -> Vec<KeyPresence>;
     /// This comet's presence totals.
     fn online_count() -> OnlineCount;
+    /// How many keys (and their connections) are live in `room` here. A bad room is `BadKey`.
+    fn room_online_count(room: String) -> RoomCount;
+    /// One page of `room`'s live keys here: those sorting after `after` ("" for the first page),
+    /// ascending, at most `limit` (1 to `room::MAX_PAGE`, else `BadKey`).
+    fn room_online(room: String, after: String, limit: u32) -> Vec<String>;
 }
 
 rpc_service! {

@@ -5,7 +5,7 @@
 
 use crate::rpc::{
     BoxFuture, CometApi, CometError, CometStatus, KeyPresence, MessageApi, Mid, OnlineCount, Push, PushPrivatesReply,
-    Save, StoreError, StoreHealth, StoredMessage, Subscriber,
+    RoomCount, Save, StoreError, StoreHealth, StoredMessage, Subscriber,
 };
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -72,8 +72,8 @@ pub enum CometCall {
 /// store backend error, `slow` answers after 5 s (or `slow_ms`), and keys starting with `fk` fail inside
 /// multi-pushes; `online` finds keys starting with `on` online with one TCP connection. A message
 /// that is not JSON is [`CometError::BadMessage`] and an empty token
-/// [`CometError::BadToken`]. While `down` is set every call fails as unreachable. Mids count up
-/// from 1.
+/// [`CometError::BadToken`]. Every room has `connections` live keys, named `<name>-0000` on.
+/// While `down` is set every call fails as unreachable. Mids count up from 1.
 #[derive(Default)]
 pub struct FakeComet {
     /// The node name its ping reports.
@@ -221,6 +221,21 @@ impl CometApi for FakeComet {
             Ok(OnlineCount { node: self.name.clone(), keys: self.connections, tcp: self.connections, ws: 0 })
         })
     }
+    fn room_online_count(&self, _room: String) -> BoxFuture<'_, Result<RoomCount, CometError>> {
+        Box::pin(async move {
+            self.check()?;
+            Ok(RoomCount { node: self.name.clone(), keys: self.connections, conns: self.connections })
+        })
+    }
+    fn room_online(&self, _room: String, after: String, limit: u32) -> BoxFuture<'_, Result<Vec<String>, CometError>> {
+        Box::pin(async move {
+            self.check()?;
+            // `connections` keys named `<node>-<n>`, in the order the real comet answers.
+            let mut keys: Vec<String> = (0..self.connections).map(|i| format!("{}-{i:04}", self.name)).collect();
+            keys.sort_unstable();
+            Ok(keys.into_iter().filter(|k| *k > after).take(limit as usize).collect())
+        })
+    }
 }
 
 /// One recorded save: keys, message, mid, expire.
@@ -255,6 +270,9 @@ pub struct FakeStore {
     pub calls: AtomicU32,
     /// Each key's rooms.
     pub rooms: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// How long each coming `subscriber` call waits after reading the rooms, in order (then no
+    /// delay): a subscriber whose answer is overtaken by a room change.
+    pub subscriber_delays: Mutex<VecDeque<Duration>>,
 }
 
 impl FakeStore {
@@ -412,7 +430,12 @@ impl MessageApi for FakeStore {
                 Some(token) => self.check_token(key.clone(), token).await?,
                 None => false,
             };
-            Ok(Subscriber { token_valid, rooms: self.rooms_of(&key) })
+            let rooms = self.rooms_of(&key);
+            let delay = self.subscriber_delays.lock().ok().and_then(|mut d| d.pop_front());
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(Subscriber { token_valid, rooms })
         })
     }
 }

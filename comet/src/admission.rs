@@ -64,14 +64,20 @@ pub(crate) async fn admit(shared: &Arc<Shared>, sub: &Subscribe, proto: Proto) -
         metrics::counter!(m::REFUSALS, "reason" => reason(&e)).increment(1);
         e
     };
+    if !sub.rooms.is_empty() && !shared.config.channel.client_rooms {
+        return Err(refuse(Error::RoomsRefused));
+    }
     if shared.stopping.load(Ordering::Relaxed) || !shared.owns(&sub.key) {
         return Err(refuse(Error::NotOwner));
     }
-    let rooms = check_token_and_load_rooms(shared, &sub.key, &sub.token).await.map_err(refuse)?;
+    // Taken before the store is read, so room changes arriving meanwhile are kept for the join.
+    let loading = shared.buckets.begin(&sub.key);
+    let rooms = check_token_and_load_rooms(shared, &sub.key, &sub.token, loading.known).await.map_err(refuse)?;
     let c = &shared.config.channel;
     let limit = Limit { frames: c.msgbuf, bytes: c.outbox_bytes };
-    let conn = Arc::new(Conn::new(proto, sub.new_format, limit, Utf8Bytes::from_static(HEARTBEAT_REPLY)));
-    let join = || shared.buckets.join(&sub.key, &conn, c.max_subscriber, rooms);
+    let conn = Conn::new(proto, sub.new_format, limit, Utf8Bytes::from_static(HEARTBEAT_REPLY));
+    let conn = Arc::new(conn.with_rooms(&sub.rooms));
+    let join = || loading.join(&conn, c.max_subscriber, rooms);
     let (boundary, joined) = match sub.resume {
         Some(_) => {
             // Held before joining, so no live message can overtake the stored ones.
@@ -95,16 +101,21 @@ pub(crate) async fn admit(shared: &Arc<Shared>, sub: &Subscribe, proto: Proto) -
 }
 
 /// The token check of auth mode and the loading of the key's rooms, in one store call when
-/// either is needed (a cached token and a channel that knows its rooms need none). `Some(rooms)`
-/// when loaded. Without auth a store that cannot be asked admits the subscriber without its rooms
-/// (docs/decisions.md#d53-the-owning-comet-indexes-live-connections-by-room).
-async fn check_token_and_load_rooms(shared: &Shared, key: &str, token: &str) -> Result<Option<Vec<String>>, Error> {
+/// either is needed (a cached token and a channel that knows its rooms, `known`, need none).
+/// `Some(rooms)` when loaded. Without auth a store that cannot be asked admits the subscriber
+/// without its rooms (docs/decisions.md#d53-the-owning-comet-indexes-live-connections-by-room).
+async fn check_token_and_load_rooms(
+    shared: &Shared,
+    key: &str,
+    token: &str,
+    known: bool,
+) -> Result<Option<Vec<String>>, Error> {
     let auth = shared.config.channel.auth;
     if auth && token.is_empty() {
         return Err(Error::TokenRejected);
     }
     let check = auth && !shared.buckets.token_cached(key, token, Instant::now());
-    if !check && shared.buckets.rooms_known(key) {
+    if !check && known {
         return Ok(None);
     }
     // No lock is held here: the store call may take a while.
@@ -130,6 +141,7 @@ fn reason(e: &Error) -> &'static str {
         Error::TokenRejected => "auth",
         Error::TokenStoreUnavailable => "token_store",
         Error::ChannelFull => "channel_full",
+        Error::RoomsRefused => "client_rooms",
         _ => "other",
     }
 }

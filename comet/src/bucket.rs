@@ -14,6 +14,33 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// A subscriber reading its key's rooms from the store (see [`Buckets::begin`]); it joins with
+/// [`Loading::join`], and dropping it unjoined gives up its place.
+pub struct Loading<'a> {
+    buckets: &'a Buckets,
+    key: String,
+    /// The channel knew its rooms when loading began: the store need not be asked for them.
+    pub known: bool,
+    done: bool,
+}
+
+impl Loading<'_> {
+    /// Adds `conn` as [`Buckets::join`] does, applying the room changes that arrived while the
+    /// store was read.
+    pub fn join(mut self, conn: &Arc<Conn>, max: usize, loaded: Option<Vec<String>>) -> bool {
+        self.done = true;
+        self.buckets.join_with(&self.key, conn, max, loaded, true)
+    }
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.buckets.abandon(&self.key);
+        }
+    }
+}
+
 /// One bucket: a shard of the key → channel map.
 type Bucket = Mutex<HashMap<Box<str>, Channel>>;
 
@@ -65,45 +92,90 @@ impl Buckets {
     /// Adds `conn` to the key's channel (creating it) unless it already has `max` connections,
     /// and to the channel's rooms. `loaded` are the key's rooms as the store just gave them, used
     /// when the channel does not know its rooms yet.
+    #[cfg(test)]
     pub fn join(&self, key: &str, conn: &Arc<Conn>, max: usize, loaded: Option<Vec<String>>) -> bool {
+        self.join_with(key, conn, max, loaded, false)
+    }
+
+    /// Marks a subscriber of `key` as about to read the key's rooms from the store: from now until
+    /// it joins (or gives up), the channel stays and keeps the room changes that arrive, so the
+    /// join can apply those the store's answer missed.
+    pub fn begin(&self, key: &str) -> Loading<'_> {
+        let known = self
+            .with(key, |map| {
+                let ch = map.entry(key.into()).or_default();
+                ch.loading += 1;
+                ch.rooms.is_some()
+            })
+            .unwrap_or(false);
+        Loading { buckets: self, key: key.to_string(), known, done: false }
+    }
+
+    fn join_with(&self, key: &str, conn: &Arc<Conn>, max: usize, loaded: Option<Vec<String>>, loading: bool) -> bool {
         self.with(key, |map| {
             let ch = map.entry(key.into()).or_default();
-            if !ch.join(conn, max) {
-                if ch.is_empty() {
-                    map.remove(key);
-                }
-                return false;
+            if loading {
+                ch.loading = ch.loading.saturating_sub(1);
             }
-            match (&ch.rooms, loaded) {
-                (Some(rooms), _) => rooms.iter().for_each(|r| self.rooms.add(r, conn)),
-                (None, Some(loaded)) => {
-                    // Connections that joined while the store could not say get the rooms too.
-                    for room in &loaded {
-                        ch.conns.iter().for_each(|c| self.rooms.add(room, c));
+            let joined = ch.join(conn, max);
+            if joined {
+                match (&ch.rooms, loaded) {
+                    (Some(rooms), _) => rooms.iter().for_each(|r| self.rooms.add(r, key, conn)),
+                    (None, Some(loaded)) => {
+                        let rooms = ch.settle(loaded);
+                        // Connections that joined while the store could not say get the rooms too.
+                        for room in &rooms {
+                            ch.conns.iter().for_each(|c| self.rooms.add(room, key, c));
+                        }
+                        ch.rooms = Some(rooms);
                     }
-                    ch.rooms = Some(loaded.into_iter().map(Into::into).collect());
+                    (None, None) => {}
                 }
-                (None, None) => {}
+                conn.own_rooms().iter().for_each(|r| self.rooms.add(r, key, conn));
             }
-            true
+            if ch.loading == 0 {
+                ch.pending.clear();
+            }
+            if ch.is_empty() {
+                map.remove(key);
+            }
+            joined
         })
         .unwrap_or(false)
     }
 
+    /// A subscriber that began loading and will not join after all.
+    fn abandon(&self, key: &str) {
+        self.with(key, |map| {
+            if let Some(ch) = map.get_mut(key) {
+                ch.loading = ch.loading.saturating_sub(1);
+                if ch.loading == 0 {
+                    ch.pending.clear();
+                }
+                if ch.is_empty() {
+                    map.remove(key);
+                }
+            }
+        });
+    }
+
     /// True when the key's channel knows its rooms, so a subscriber need not load them.
+    #[cfg(test)]
     pub fn rooms_known(&self, key: &str) -> bool {
         self.with(key, |map| map.get(key).is_some_and(|ch| ch.rooms.is_some())).unwrap_or(false)
     }
 
-    /// Adds `room` to the key's channel and its connections, if the key has a channel here.
+    /// Adds `room` to the key's channel and its connections, if the key has a channel here. A
+    /// channel that does not know its rooms yet keeps the change for the subscribers reading them.
     pub fn join_room(&self, key: &str, room: &str) {
         self.with(key, |map| {
             if let Some(ch) = map.get_mut(key) {
-                let rooms = ch.rooms.get_or_insert_with(Vec::new);
-                if !rooms.iter().any(|r| &**r == room) {
-                    rooms.push(room.into());
+                match ch.rooms.as_mut() {
+                    Some(rooms) if !rooms.iter().any(|r| &**r == room) => rooms.push(room.into()),
+                    Some(_) => {}
+                    None => ch.note_pending(room, true),
                 }
-                ch.conns.iter().for_each(|c| self.rooms.add(room, c));
+                ch.conns.iter().for_each(|c| self.rooms.add(room, key, c));
             }
         });
     }
@@ -112,20 +184,24 @@ impl Buckets {
     pub fn leave_room(&self, key: &str, room: &str) {
         self.with(key, |map| {
             if let Some(ch) = map.get_mut(key) {
-                if let Some(rooms) = ch.rooms.as_mut() {
-                    rooms.retain(|r| &**r != room);
+                match ch.rooms.as_mut() {
+                    Some(rooms) => rooms.retain(|r| &**r != room),
+                    None => ch.note_pending(room, false),
                 }
-                ch.conns.iter().for_each(|c| self.rooms.remove(room, c));
+                // A connection that joined the room for itself stays in it.
+                ch.conns.iter().filter(|c| !c.owns_room(room)).for_each(|c| self.rooms.remove(room, key, c));
             }
         });
     }
 
     /// Removes `conn` from the key's channel and its rooms, and the channel once it holds nothing.
     pub fn leave(&self, key: &str, conn: &Arc<Conn>) {
+        // Its own rooms whether or not its channel is still there (`remove` may have taken it).
+        conn.own_rooms().iter().for_each(|r| self.rooms.remove(r, key, conn));
         self.with(key, |map| {
             if let Some(ch) = map.get_mut(key) {
                 ch.leave(conn);
-                ch.rooms.iter().flatten().for_each(|r| self.rooms.remove(r, conn));
+                ch.rooms.iter().flatten().for_each(|r| self.rooms.remove(r, key, conn));
                 if ch.is_empty() {
                     map.remove(key);
                 }
@@ -134,9 +210,12 @@ impl Buckets {
     }
 
     /// Takes a removed channel's connections out of its rooms.
-    fn unindex(&self, ch: &Channel) {
+    fn unindex(&self, key: &str, ch: &Channel) {
         for room in ch.rooms.iter().flatten() {
-            ch.conns.iter().for_each(|c| self.rooms.remove(room, c));
+            ch.conns.iter().for_each(|c| self.rooms.remove(room, key, c));
+        }
+        for c in &ch.conns {
+            c.own_rooms().iter().for_each(|r| self.rooms.remove(r, key, c));
         }
     }
 
@@ -174,7 +253,7 @@ impl Buckets {
         self.with(key, |map| {
             map.remove(key)
                 .map(|ch| {
-                    self.unindex(&ch);
+                    self.unindex(key, &ch);
                     ch.conns
                 })
                 .unwrap_or_default()
@@ -190,7 +269,7 @@ impl Buckets {
             let before = map.len();
             map.retain(|key, ch| {
                 if gone(key) {
-                    self.unindex(ch);
+                    self.unindex(key, ch);
                     out.append(&mut ch.conns);
                     false
                 } else {
@@ -294,6 +373,28 @@ mod tests {
         assert_eq!(b.rooms.members("s").len(), 1);
         assert_eq!(b.remove("k").len(), 1);
         assert_eq!(b.rooms.rooms(), 0, "a removed channel leaves its rooms");
+    }
+
+    #[test]
+    fn own_rooms_belong_to_the_connection() {
+        let b = Buckets::new(2);
+        let limit = crate::conn::Limit { frames: 8, bytes: 0 };
+        let own = Conn::new(Proto::Tcp, true, limit, Utf8Bytes::from_static("+h\r\n")).with_rooms(&["r".into()]);
+        let (own, plain) = (Arc::new(own), conn(8));
+        b.join("k", &own, 8, Some(Vec::new()));
+        b.join("k", &plain, 8, None);
+        assert_eq!(b.rooms.count("r"), (1, 1), "only the connection that asked");
+        b.join_room("k", "r");
+        assert_eq!(b.rooms.count("r"), (1, 2));
+        b.leave_room("k", "r");
+        assert_eq!(b.rooms.members("r").len(), 1, "the key's leave keeps the connection's own join");
+        b.leave("k", &own);
+        assert_eq!(b.rooms.rooms(), 0);
+        let again =
+            Arc::new(Conn::new(Proto::Tcp, true, limit, Utf8Bytes::from_static("+h\r\n")).with_rooms(&["s".into()]));
+        b.join("k", &again, 8, None);
+        assert_eq!(b.remove("k").len(), 2);
+        assert_eq!(b.rooms.rooms(), 0, "a removed channel takes its connections' own rooms too");
     }
 
     #[test]

@@ -6,6 +6,9 @@ use crate::conn::Conn;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Room changes kept for subscribers still reading the store: the store's cap on a key's rooms.
+pub const MAX_PENDING: usize = 256;
+
 /// The connections and cached tokens of one key.
 #[derive(Debug, Default)]
 pub struct Channel {
@@ -16,6 +19,13 @@ pub struct Channel {
     /// The key's rooms, once loaded from the store; kept current by joins and leaves while the
     /// channel lives (docs/decisions.md#d53-the-owning-comet-indexes-live-connections-by-room).
     pub rooms: Option<Vec<Box<str>>>,
+    /// Subscribers reading the key's rooms from the store right now; while any are, the channel
+    /// stays and room changes that arrive before it knows its rooms are kept in `pending`.
+    pub loading: u32,
+    /// Room changes (room, joined) that arrived while a subscriber read the store and the channel
+    /// did not know its rooms yet: the store's answer may predate them
+    /// (docs/decisions.md#d53-the-owning-comet-indexes-live-connections-by-room).
+    pub pending: Vec<(Box<str>, bool)>,
 }
 
 impl Channel {
@@ -53,9 +63,36 @@ impl Channel {
         self.tokens.retain(|(_, until)| *until > now);
     }
 
+    /// Records a room change for the subscribers still reading the store; the last change of a
+    /// room wins, and at most [`MAX_PENDING`] rooms are kept.
+    pub fn note_pending(&mut self, room: &str, joined: bool) {
+        if self.loading == 0 {
+            return;
+        }
+        if let Some(slot) = self.pending.iter_mut().find(|(r, _)| &**r == room) {
+            slot.1 = joined;
+        } else if self.pending.len() < MAX_PENDING {
+            self.pending.push((room.into(), joined));
+        } else {
+            tracing::warn!(room, "too many room changes while a subscriber read the store; this one is not replayed");
+        }
+    }
+
+    /// The key's rooms as the store gave them, with the changes that arrived since applied.
+    pub fn settle(&mut self, loaded: Vec<String>) -> Vec<Box<str>> {
+        let mut rooms: Vec<Box<str>> = loaded.into_iter().map(Into::into).collect();
+        for (room, joined) in self.pending.drain(..) {
+            rooms.retain(|r| *r != room);
+            if joined {
+                rooms.push(room);
+            }
+        }
+        rooms
+    }
+
     /// True when the channel holds nothing and should be removed.
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty() && self.tokens.is_empty()
+        self.conns.is_empty() && self.tokens.is_empty() && self.loading == 0
     }
 }
 
@@ -83,6 +120,22 @@ mod tests {
         ch.leave(&a);
         ch.leave(&b);
         assert!(ch.is_empty());
+    }
+
+    #[test]
+    fn pending_changes_apply_over_the_stores_answer() {
+        let mut ch = Channel::default();
+        ch.note_pending("ignored", true);
+        assert!(ch.pending.is_empty(), "nobody is reading the store");
+        ch.loading = 1;
+        ch.note_pending("a", true);
+        ch.note_pending("b", true);
+        ch.note_pending("old", false);
+        ch.note_pending("b", false);
+        let rooms = ch.settle(vec!["old".into(), "kept".into()]);
+        assert_eq!(rooms, ["kept".into(), "a".into()] as [Box<str>; 2]);
+        assert!(ch.pending.is_empty());
+        assert!(!ch.is_empty(), "a loading subscriber keeps the channel");
     }
 
     #[test]

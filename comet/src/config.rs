@@ -110,6 +110,8 @@ pub struct ChannelConfig {
     pub bucket: usize,
     /// Require a token valid for the key on subscribe (upstream `auth`).
     pub auth: bool,
+    /// Let a subscriber join rooms for its own connection at subscribe (docs/protocol.md#rooms-at-subscribe).
+    pub client_rooms: bool,
     /// Queued outgoing frames always accepted per connection (upstream `msgbuf.num`); past it, the
     /// byte limit `outbox_bytes` decides when a connection is a slow consumer and is closed.
     pub msgbuf: usize,
@@ -156,6 +158,7 @@ impl Default for ChannelConfig {
             max_subscriber: 64,
             bucket: 16,
             auth: false,
+            client_rooms: false,
             msgbuf: 30,
             outbox_bytes: 1 << 20,
             max_connections: 100_000,

@@ -42,6 +42,8 @@ pub struct Conn {
     kill: Notify,
     // Why it ended: 0 until the first cause is noted, then that cause's `CloseReason as u8`.
     reason: AtomicU8,
+    // Rooms the client joined at subscribe, for this connection only (docs/decisions.md#d57-rooms-joined-at-subscribe-belong-to-the-connection).
+    own_rooms: Box<[Box<str>]>,
 }
 
 /// Why a connection ended, as webhooks report it and WebSocket close frames tell the client.
@@ -150,10 +152,27 @@ impl Conn {
             wake: Notify::new(),
             kill: Notify::new(),
             reason: AtomicU8::new(0),
+            own_rooms: Box::default(),
         };
         // A stored permit: the writer's first wait returns at once for `first`.
         conn.wake.notify_one();
         conn
+    }
+
+    /// The same connection, in `rooms` of its own besides its key's.
+    pub fn with_rooms(mut self, rooms: &[String]) -> Conn {
+        self.own_rooms = rooms.iter().map(|r| r.as_str().into()).collect();
+        self
+    }
+
+    /// Rooms this connection joined for itself at subscribe.
+    pub fn own_rooms(&self) -> &[Box<str>] {
+        &self.own_rooms
+    }
+
+    /// True when the connection joined `room` for itself, so its key's leaving does not remove it.
+    pub fn owns_room(&self, room: &str) -> bool {
+        self.own_rooms.iter().any(|r| &**r == room)
     }
 
     /// Enqueues a frame; a full outbox closes the connection.

@@ -30,6 +30,9 @@ pub enum Error {
     /// Auth mode: the token is missing or not valid for the key (`-a`).
     #[error("token rejected")]
     TokenRejected,
+    /// The subscriber asked for rooms while `client_rooms` is off (`-j`).
+    #[error("joining rooms at subscribe is not enabled")]
+    RoomsRefused,
     /// The key already has `max_subscriber` connections (closed without a reply).
     #[error("too many connections for the key")]
     ChannelFull,
@@ -52,6 +55,7 @@ impl Error {
             Error::NotOwner => Some("-n\r\n"),
             Error::TokenStoreUnavailable => Some("-c\r\n"),
             Error::TokenRejected => Some("-a\r\n"),
+            Error::RoomsRefused => Some("-j\r\n"),
             _ => None,
         }
     }
@@ -70,6 +74,7 @@ mod tests {
         assert_eq!(Error::NotOwner.reply(), Some("-n\r\n"));
         assert_eq!(Error::TokenStoreUnavailable.reply(), Some("-c\r\n"));
         assert_eq!(Error::TokenRejected.reply(), Some("-a\r\n"));
+        assert_eq!(Error::RoomsRefused.reply(), Some("-j\r\n"));
         assert_eq!(Error::ChannelFull.reply(), None);
         assert_eq!(Error::MalformedCommand.reply(), None);
         assert_eq!(Error::HandshakeTimeout.reply(), None);

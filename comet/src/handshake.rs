@@ -6,8 +6,10 @@
 use crate::error::Error;
 use cluster::rpc::Mid;
 
-/// Most arguments a subscribe command may have (`sub key heartbeat token version mid`).
-pub const MAX_ARGS: usize = 6;
+/// Most arguments a subscribe command may have (`sub key heartbeat token version mid rooms`).
+pub const MAX_ARGS: usize = 7;
+/// Most rooms a subscriber may join for its own connection (docs/protocol.md#rooms-at-subscribe).
+pub const MAX_CLIENT_ROOMS: usize = 16;
 /// Longest argument, in bytes.
 pub const MAX_ARG: usize = 1024;
 /// Longest header line (`$1024\r\n` with some leading zeros); a longer one is junk.
@@ -127,6 +129,8 @@ pub struct Subscribe {
     pub new_format: bool,
     /// The last mid the client saw, when it asks to resume after it (docs/protocol.md#resume).
     pub resume: Option<Mid>,
+    /// Rooms the client asks to join for this connection only, distinct, in the order given.
+    pub rooms: Vec<String>,
 }
 
 /// What the checks of [`Subscribe`] need from the config.
@@ -139,12 +143,16 @@ pub struct Limits {
 }
 
 impl Subscribe {
-    /// Checks the arguments of a TCP command: `sub key heartbeat [token] [version] [mid]`.
+    /// Checks the arguments of a TCP command: `sub key heartbeat [token] [version] [mid] [rooms]`.
     pub fn from_args(args: &[&[u8]], limits: Limits) -> Result<Subscribe, Error> {
         match args {
             [b"sub", key, heartbeat, rest @ ..] => {
-                let optional =
-                    Optional { token: rest.first().copied(), version: rest.get(1).copied(), mid: rest.get(2).copied() };
+                let optional = Optional {
+                    token: rest.first().copied(),
+                    version: rest.get(1).copied(),
+                    mid: rest.get(2).copied(),
+                    rooms: rest.get(3).copied(),
+                };
                 Subscribe::from_fields(key, heartbeat, optional, limits)
             }
             _ => Err(Error::BadParameter),
@@ -158,7 +166,7 @@ impl Subscribe {
         optional: Optional<'_>,
         limits: Limits,
     ) -> Result<Subscribe, Error> {
-        let Optional { token, version, mid } = optional;
+        let Optional { token, version, mid, rooms } = optional;
         if key.is_empty() || key.len() > limits.max_key {
             return Err(Error::BadParameter);
         }
@@ -180,8 +188,28 @@ impl Subscribe {
             token: token.to_string(),
             new_format: version.is_some_and(|v| !v.is_empty()),
             resume,
+            rooms: client_rooms(rooms.unwrap_or_default()).ok_or(Error::BadParameter)?,
         })
     }
+}
+
+/// The rooms of `R1,R2`: empty entries skipped, repeats dropped, each a valid room name of UTF-8,
+/// at most [`MAX_CLIENT_ROOMS`]; `None` when any rule is broken.
+fn client_rooms(list: &[u8]) -> Option<Vec<String>> {
+    let mut rooms: Vec<String> = Vec::new();
+    for name in list.split(|&b| b == b',').filter(|r| !r.is_empty()) {
+        let name = std::str::from_utf8(name).ok()?;
+        if !cluster::room::valid(name) {
+            return None;
+        }
+        if !rooms.iter().any(|r| r == name) {
+            if rooms.len() == MAX_CLIENT_ROOMS {
+                return None;
+            }
+            rooms.push(name.to_string());
+        }
+    }
+    Some(rooms)
 }
 
 /// The optional fields of a subscription, each absent when the client did not send it.
@@ -193,6 +221,8 @@ pub struct Optional<'a> {
     pub version: Option<&'a [u8]>,
     /// The last mid seen, to resume after.
     pub mid: Option<&'a [u8]>,
+    /// Rooms to join for this connection, comma-separated.
+    pub rooms: Option<&'a [u8]>,
 }
 
 /// A mid to resume after: plain decimal digits, no sign, fitting 63 bits; 0 means "from the start".
@@ -223,8 +253,14 @@ mod tests {
         let (args, used) = complete(new);
         assert_eq!(used, new.len());
         let s = Subscribe::from_args(&args, LIMITS).unwrap();
-        let want =
-            Subscribe { key: "Terry-Mao".into(), heartbeat: 30, token: String::new(), new_format: true, resume: None };
+        let want = Subscribe {
+            key: "Terry-Mao".into(),
+            heartbeat: 30,
+            token: String::new(),
+            new_format: true,
+            resume: None,
+            rooms: Vec::new(),
+        };
         assert_eq!(s, want);
 
         let old = b"*3\r\n$3\r\nsub\r\n$9\r\nTerry-Mao\r\n$2\r\n30\r\nh";
@@ -251,7 +287,7 @@ mod tests {
     fn hostile_framing_is_invalid() {
         let cases: &[&[u8]] = &[
             b"*0\r\n",
-            b"*7\r\n",
+            b"*8\r\n",
             b"*-1\r\n",
             b"*99999999999999999999\r\n",
             b"*3\n",
@@ -312,6 +348,23 @@ mod tests {
             assert!(resume(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         assert_eq!(resume(b"9223372036854775807").unwrap(), Some(i64::MAX));
+    }
+
+    #[test]
+    fn a_seventh_argument_names_rooms_for_the_connection() {
+        let cmd = b"*7\r\n$3\r\nsub\r\n$1\r\nk\r\n$2\r\n30\r\n$0\r\n\r\n$1\r\n1\r\n$0\r\n\r\n$8\r\nr1,r2,r1\r\n";
+        let s = Subscribe::from_args(&complete(cmd).0, LIMITS).unwrap();
+        assert_eq!((s.resume, s.rooms), (None, vec!["r1".to_string(), "r2".to_string()]), "empty 6th: no resume");
+        let rooms = |r: &[u8]| Subscribe::from_args(&[b"sub", b"k", b"30", b"", b"1", b"", r], LIMITS).map(|s| s.rooms);
+        assert_eq!(rooms(b"").unwrap(), Vec::<String>::new());
+        assert_eq!(rooms(b",a,,").unwrap(), vec!["a".to_string()], "empty entries are skipped");
+        let sixteen = (0..16).map(|i| format!("r{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(rooms(sixteen.as_bytes()).unwrap().len(), 16);
+        assert!(rooms(format!("{sixteen},r16").as_bytes()).is_err(), "17 rooms");
+        assert!(rooms(&[b'r'; 65]).is_err(), "a room over 64 bytes");
+        assert!(rooms(b"\xff").is_err(), "not UTF-8");
+        let s = Subscribe::from_args(&[b"sub", b"k", b"30", b"", b"1", b"5", b"a"], LIMITS).unwrap();
+        assert_eq!((s.resume, s.rooms), (Some(5), vec!["a".to_string()]), "resume and rooms together");
     }
 
     #[test]

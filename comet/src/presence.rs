@@ -4,7 +4,7 @@
 //! their connections are still closing; this index counts a connection until its task ends, so
 //! each key goes online and offline exactly once per stretch of presence, which is what webhooks
 //! report. Events are queued under the key's shard lock, so they leave in the order they happened.
-//! A room filter can later intersect a room's members with [`Presence::get`].
+//! Room queries read the room index instead (docs/decisions.md#d56-room-presence-asks-every-comet).
 
 use crate::conn::CloseReason;
 use crate::webhook::{Event, Kind, Queue, now_ms};

@@ -9,8 +9,9 @@ use crate::bucket::Delivery;
 use crate::conn::{Conn, Queued};
 use crate::frame::Frames;
 use crate::state::Shared;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -24,8 +25,13 @@ const QUEUE: usize = 256;
 /// Index shards: as with buckets, pushes to different rooms rarely meet on a lock.
 const SHARDS: usize = 64;
 
-/// The members of one room, by connection identity.
-type Members = HashMap<usize, Arc<Conn>>;
+/// The members of one room: its connections by identity, for pushes, and its keys in order with
+/// their connection counts, for presence queries that page through the room without a scan.
+#[derive(Debug, Default)]
+struct Members {
+    conns: HashMap<usize, Arc<Conn>>,
+    keys: BTreeMap<Box<str>, u32>,
+}
 
 /// One shard of the index: room name → members.
 type Shard = Mutex<HashMap<Box<str>, Members>>;
@@ -54,27 +60,57 @@ impl RoomIndex {
         Some(f(&mut shard))
     }
 
-    /// Makes `conn` a member of `room`.
-    pub fn add(&self, room: &str, conn: &Arc<Conn>) {
-        self.with(room, |map| map.entry(room.into()).or_default().insert(id(conn), conn.clone()));
+    /// Makes `conn`, a connection of `key`, a member of `room`.
+    pub fn add(&self, room: &str, key: &str, conn: &Arc<Conn>) {
+        self.with(room, |map| {
+            let members = map.entry(room.into()).or_default();
+            if members.conns.insert(id(conn), conn.clone()).is_none() {
+                *members.keys.entry(key.into()).or_default() += 1;
+            }
+        });
     }
 
-    /// Takes `conn` out of `room`; a room left empty is forgotten.
-    pub fn remove(&self, room: &str, conn: &Arc<Conn>) {
+    /// Takes `conn`, a connection of `key`, out of `room`; a room left empty is forgotten.
+    pub fn remove(&self, room: &str, key: &str, conn: &Arc<Conn>) {
         self.with(room, |map| {
-            if let Some(members) = map.get_mut(room) {
-                members.remove(&id(conn));
-                if members.is_empty() {
-                    map.remove(room);
+            let Some(members) = map.get_mut(room) else { return };
+            if members.conns.remove(&id(conn)).is_some()
+                && let Some(n) = members.keys.get_mut(key)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    members.keys.remove(key);
                 }
+            }
+            if members.conns.is_empty() {
+                map.remove(room);
             }
         });
     }
 
     /// The live members of `room` right now.
     pub fn members(&self, room: &str) -> Vec<Arc<Conn>> {
-        self.with(room, |map| map.get(room).map(|m| m.values().cloned().collect()).unwrap_or_default())
+        self.with(room, |map| map.get(room).map(|m| m.conns.values().cloned().collect()).unwrap_or_default())
             .unwrap_or_default()
+    }
+
+    /// Keys with a live connection in `room`, and those connections.
+    pub fn count(&self, room: &str) -> (u64, u64) {
+        self.with(room, |map| map.get(room).map_or((0, 0), |m| (m.keys.len() as u64, m.conns.len() as u64)))
+            .unwrap_or_default()
+    }
+
+    /// At most `limit` keys of `room` that sort after `after`, ascending.
+    pub fn keys_after(&self, room: &str, after: &str, limit: usize) -> Vec<String> {
+        self.with(room, |map| {
+            let Some(m) = map.get(room) else { return Vec::new() };
+            m.keys
+                .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
+                .take(limit)
+                .map(|(k, _)| k.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     /// Rooms with at least one live member.
@@ -202,13 +238,32 @@ mod tests {
     fn the_index_holds_each_member_once_and_forgets_empty_rooms() {
         let index = RoomIndex::default();
         let (a, b) = (conn(), conn());
-        index.add("r", &a);
-        index.add("r", &a);
-        index.add("r", &b);
+        index.add("r", "k", &a);
+        index.add("r", "k", &a);
+        index.add("r", "k", &b);
         assert_eq!(index.members("r").len(), 2);
-        index.remove("r", &a);
-        index.remove("r", &b);
+        assert_eq!(index.count("r"), (1, 2), "one key, two connections");
+        index.remove("r", "k", &a);
+        assert_eq!(index.count("r"), (1, 1));
+        index.remove("r", "k", &b);
+        index.remove("r", "k", &b);
         assert!(index.members("r").is_empty());
+        assert_eq!(index.count("r"), (0, 0));
         assert_eq!(index.rooms(), 0);
+    }
+
+    #[test]
+    fn keys_come_in_pages_after_a_cursor() {
+        let index = RoomIndex::default();
+        let conns: Vec<_> = (0..5).map(|_| conn()).collect();
+        for (i, c) in conns.iter().enumerate() {
+            index.add("r", &format!("k{i}"), c);
+        }
+        assert_eq!(index.keys_after("r", "", 2), ["k0", "k1"]);
+        assert_eq!(index.keys_after("r", "k1", 2), ["k2", "k3"]);
+        assert_eq!(index.keys_after("r", "k3", 2), ["k4"]);
+        assert!(index.keys_after("r", "k4", 2).is_empty());
+        assert_eq!(index.keys_after("r", "k10", 10), ["k2", "k3", "k4"], "a cursor need not be a member");
+        assert!(index.keys_after("nowhere", "", 10).is_empty());
     }
 }

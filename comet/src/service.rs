@@ -13,7 +13,7 @@ use crate::rooms::{Audience, Fanout};
 use crate::state::Shared;
 use cluster::gojson;
 use cluster::rpc::{
-    BoxFuture, CometApi, CometError, CometStatus, KeyPresence, Mid, OnlineCount, Push, PushPrivatesReply,
+    BoxFuture, CometApi, CometError, CometStatus, KeyPresence, Mid, OnlineCount, Push, PushPrivatesReply, RoomCount,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -253,6 +253,25 @@ impl CometService {
         keys.iter().map(|k| self.check_key(k).map(|()| self.shared.presence.get(k))).collect()
     }
 
+    /// A room's live keys and connections here, from the room index.
+    fn room_count(&self, room: &str) -> Result<RoomCount, CometError> {
+        metrics::counter!(m::PRESENCE_CALLS, "op" => "room_count").increment(1);
+        if !cluster::room::valid(room) {
+            return Err(CometError::BadKey);
+        }
+        let (keys, conns) = self.shared.buckets.rooms.count(room);
+        Ok(RoomCount { node: self.shared.config.node.name.clone(), keys, conns })
+    }
+
+    /// One page of a room's live keys here, from the room index's sorted keys.
+    fn room_page(&self, room: &str, after: &str, limit: u32) -> Result<Vec<String>, CometError> {
+        metrics::counter!(m::PRESENCE_CALLS, "op" => "room_online").increment(1);
+        if !cluster::room::valid(room) || !(1..=cluster::room::MAX_PAGE).contains(&limit) {
+            return Err(CometError::BadKey);
+        }
+        Ok(self.shared.buckets.rooms.keys_after(room, after, limit as usize))
+    }
+
     /// The status reported by `ping`.
     pub fn status(&self) -> CometStatus {
         self.shared.status()
@@ -368,5 +387,13 @@ impl CometApi for CometService {
             metrics::counter!(m::PRESENCE_CALLS, "op" => "count").increment(1);
             Ok(self.shared.presence.count())
         })
+    }
+
+    fn room_online_count(&self, room: String) -> BoxFuture<'_, Result<RoomCount, CometError>> {
+        Box::pin(async move { self.room_count(&room) })
+    }
+
+    fn room_online(&self, room: String, after: String, limit: u32) -> BoxFuture<'_, Result<Vec<String>, CometError>> {
+        Box::pin(async move { self.room_page(&room, &after, limit) })
     }
 }

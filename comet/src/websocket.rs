@@ -204,7 +204,8 @@ fn parse_subscribe(query: &str, shared: &Shared) -> Result<Subscribe, Error> {
     // A malformed pair elsewhere in the query is skipped, as Go's `url.ParseQuery` does.
     let q = Query::parse(query.as_bytes());
     let (Some(key), Some(heartbeat)) = (q.bytes("key"), q.bytes("heartbeat")) else { return Err(Error::BadParameter) };
-    let optional = Optional { token: q.bytes("token"), version: q.bytes("ver"), mid: q.bytes("mid") };
+    let optional =
+        Optional { token: q.bytes("token"), version: q.bytes("ver"), mid: q.bytes("mid"), rooms: q.bytes("room") };
     Subscribe::from_fields(key, heartbeat, optional, shared.limits())
 }
 

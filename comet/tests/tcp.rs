@@ -135,7 +135,7 @@ async fn malformed_commands_close_silently() {
     let c = start(test_config()).await;
     let cases: &[&[u8]] = &[
         b"*0\r\n",
-        b"*7\r\n$3\r\nsub\r\n",
+        b"*8\r\n$3\r\nsub\r\n",
         b"*1\r\n$-1\r\n\n",
         b"*3\r\n$-3\r\nsub\r\n",
         b"*1\r\n$99999999999999999999\r\n",

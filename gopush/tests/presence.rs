@@ -189,3 +189,110 @@ async fn standalone_presence_and_a_webhook_queue_overflow() {
     let mut held = held;
     assert!(held.closed_within(WAIT).await);
 }
+
+/// The room presence checks shared by the cluster and standalone: 250 members of room `watch`
+/// online (one with a second, WebSocket, connection) and one member offline are counted, paged
+/// through 100 at a time with every key once, and drop out when they disconnect. Answers the
+/// count reply, whose per-comet figures the caller checks, and the 240 subscribers still open.
+async fn room_presence_suite(public: &str, admin: &str, prefix: &str) -> (Value, Vec<TcpSub>) {
+    let keys: Vec<String> = (0..250).map(|i| format!("{prefix}-{i:03}")).collect();
+    let offline = format!("{prefix}-offline");
+    let members = format!("{},{offline}", keys.join(","));
+    let v = admin_post(admin, "/1/admin/room/join", &json!({"k": members, "r": "watch"}).to_string()).await;
+    assert_eq!(v, json!({"ret": 0}));
+    let mut subs = Vec::new();
+    for key in &keys {
+        subs.push(TcpSub::subscribe(public, key, Some("1")).await);
+    }
+    let ws = WsSub::subscribe(public, &keys[0], Some("1")).await;
+
+    let v = admin_get(admin, "/1/admin/online/count?room=watch").await;
+    assert_eq!((ret(&v), &v["data"]["room"]), (0, &json!("watch")), "{v}");
+    assert_eq!((&v["data"]["keys"], &v["data"]["conns"]), (&json!(250), &json!(251)), "{v}");
+    let per_comet: u64 =
+        v["data"]["comets"].as_array().expect("comets").iter().map(|c| c["keys"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(per_comet, 250, "{v}");
+    let empty = admin_get(admin, "/1/admin/online/count?room=nobody-here").await;
+    assert_eq!((&empty["data"]["keys"], &empty["data"]["conns"]), (&json!(0), &json!(0)), "{empty}");
+
+    // Paging: 100, 100, 50, each key once, in order, and the last page says it is the last.
+    let (mut seen, mut cursor, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        pages += 1;
+        assert!(pages <= 4, "paging ends");
+        let v = admin_get(admin, &format!("/1/admin/room/online?room=watch&limit=100&cursor={cursor}")).await;
+        assert_eq!((ret(&v), &v["data"]["failed"]), (0, &json!([])), "{v}");
+        let page: Vec<String> =
+            v["data"]["keys"].as_array().expect("keys").iter().map(|k| k.as_str().unwrap_or_default().into()).collect();
+        assert!(page.len() <= 100, "{v}");
+        seen.extend(page);
+        cursor = v["data"]["next"].as_str().expect("next").to_string();
+        if cursor.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen, keys, "every online key once, sorted, and no offline member");
+    let v = admin_get(admin, "/1/admin/room/online?room=watch&limit=1000").await;
+    assert_eq!((v["data"]["keys"].as_array().map(Vec::len), &v["data"]["next"]), (Some(250), &json!("")), "{v}");
+    let v = admin_post(admin, "/1/admin/room/online?room=watch", "").await;
+    assert_eq!(v["data"]["keys"].as_array().map(Vec::len), Some(100), "100 by default, POST as well: {v}");
+
+    // Members that disconnect drop out of both the count and the list.
+    drop(ws);
+    let gone: Vec<String> = keys[..10].to_vec();
+    subs.drain(..10);
+    eventually("ten members to drop out", WAIT, || async {
+        let v = admin_get(admin, "/1/admin/online/count?room=watch").await;
+        v["data"]["keys"] == 240 && v["data"]["conns"] == 240
+    })
+    .await;
+    let v = admin_get(admin, "/1/admin/room/online?room=watch&limit=1000").await;
+    let listed: Vec<&str> = v["data"]["keys"].as_array().expect("keys").iter().filter_map(Value::as_str).collect();
+    assert_eq!(listed.len(), 240);
+    assert!(gone.iter().all(|k| !listed.contains(&k.as_str())), "{v}");
+
+    // Bad input is 65534.
+    let long = "r".repeat(65);
+    for path in [
+        "/1/admin/online/count?room=".to_string(),
+        format!("/1/admin/online/count?room={long}"),
+        "/1/admin/room/online".to_string(),
+        format!("/1/admin/room/online?room={long}"),
+        "/1/admin/room/online?room=watch&limit=0".to_string(),
+        "/1/admin/room/online?room=watch&limit=1001".to_string(),
+        "/1/admin/room/online?room=watch&limit=ten".to_string(),
+        "/1/admin/room/online?room=watch&limit=".to_string(),
+        format!("/1/admin/room/online?room=watch&cursor={}", "c".repeat(1025)),
+    ] {
+        assert_eq!(ret(&admin_get(admin, &path).await), 65534, "{path}");
+    }
+    (admin_get(admin, "/1/admin/online/count?room=watch").await, subs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_presence_across_two_comets() {
+    let (Some(zk), Some(redis)) = (testkit::zk_addr(), testkit::redis_addrs()) else { return };
+    let nodes = ["node1", "node2"];
+    let mut cluster = Cluster::start_with(&zk, &redis, &nodes, WebPorts::free(), "").await;
+    let (public, admin) = (cluster.public(), cluster.admin());
+    let (v, _subs) = room_presence_suite(&public, &admin, "rp").await;
+    let comets = v["data"]["comets"].as_array().expect("comets");
+    assert_eq!(comets.iter().map(|c| c["node"].clone()).collect::<Vec<_>>(), [json!("node1"), json!("node2")]);
+    assert!(comets.iter().all(|c| c["keys"].as_u64().unwrap_or(0) > 0), "members on both comets: {v}");
+
+    // A comet that cannot answer: its keys are left out and it is named.
+    cluster.comet_mut("node2").proc.kill9();
+    let v = admin_get(&admin, "/1/admin/room/online?room=watch&limit=1000").await;
+    assert_eq!((ret(&v), &v["data"]["failed"]), (0, &json!(["node2"])), "{v}");
+    let listed = v["data"]["keys"].as_array().expect("keys").len() as u64;
+    assert_eq!(listed, comets[0]["keys"].as_u64().unwrap_or(0), "node1's keys only: {v}");
+    let v = admin_get(&admin, "/1/admin/online/count?room=watch").await;
+    assert!(v["data"]["comets"][1]["error"].is_string(), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_room_presence() {
+    let standalone = Standalone::start_with(WebPorts::free(), "").await;
+    let (v, _subs) = room_presence_suite(&standalone.public(), &standalone.admin(), "solo").await;
+    assert_eq!(v["data"]["comets"], json!([{"node": "node1", "conns": 240, "keys": 240}]));
+}

@@ -6,6 +6,7 @@
 mod harness;
 
 use harness::client::{Next, TcpSub, WsSub};
+use harness::config::WebPorts;
 use harness::http::{post, push, ret};
 use harness::{Cluster, Standalone, eventually, keys_owned_by};
 use serde_json::{Value, json};
@@ -219,4 +220,91 @@ async fn cluster_rooms_span_comets_and_survive_a_comet_loss() {
     assert_eq!(ret(&admin(&addr, "/1/admin/push/room?room=lobby", r#"{"n":5}"#).await), 0);
     let v = moved.json().await;
     assert_eq!((&v["msg"], &v["gid"], &v["room"]), (&json!({"n": 5}), &json!(1), &json!("lobby")), "{v}");
+}
+
+/// The comet web gives `key` for `proto` (2: TCP, 1: WebSocket).
+async fn comet_for(public: &str, key: &str, proto: u8) -> String {
+    harness::http::server_get(public, key, proto).await.unwrap_or_else(|| panic!("no comet for {key}"))
+}
+
+/// Rooms joined at subscribe (docs/protocol.md#rooms-at-subscribe), with `client_rooms` on: `a`
+/// joins `live` and `news` over TCP, `b` joins `live` over WebSocket; both get the room's pushes,
+/// the store's membership is untouched, and the rooms end with the connection.
+async fn client_rooms_suite(public: &str, addr: &str, a: &str, b: &str) {
+    let (tcp, ws) = (comet_for(public, a, 2).await, comet_for(public, b, 1).await);
+    let ta = TcpSub::connect_args(&tcp, &[a, "30", "", "1", "", "live,news"]).await.expect("TCP with rooms");
+    let mut ta = Sub::Tcp(ta);
+    let wb = WsSub::connect_query(&ws, &format!("key={b}&heartbeat=30&ver=1&room=live")).await.expect("WS with rooms");
+    let mut wb = Sub::Ws(Box::new(wb));
+
+    assert_eq!(ret(&admin(addr, "/1/admin/push/room?room=live", r#"{"n":1}"#).await), 0);
+    for sub in [&mut ta, &mut wb] {
+        let v = sub.json().await;
+        assert_eq!((&v["msg"], &v["gid"], &v["room"]), (&json!({"n": 1}), &json!(1), &json!("live")), "{v}");
+    }
+    assert_eq!(ret(&admin(addr, "/1/admin/push/room?room=news", r#"{"n":2}"#).await), 0);
+    assert_eq!(ta.json().await["msg"], json!({"n": 2}));
+    nothing_pending(addr, b, [&mut wb]).await;
+
+    // Connection-scoped: nothing stored, and the key's own joins and leaves leave it alone.
+    assert_eq!(rooms_of(addr, a).await, json!({"data": {"rooms": []}, "ret": 0}));
+    let count = admin(addr, "/1/admin/online/count?room=live", "").await;
+    assert_eq!((&count["data"]["keys"], &count["data"]["conns"]), (&json!(2), &json!(2)), "{count}");
+    assert_eq!(join(addr, &[a], "live").await, json!({"ret": 0}));
+    assert_eq!(admin(addr, &format!("/1/admin/room/leave?key={a}&room=live"), "").await, json!({"ret": 0}));
+    assert_eq!(ret(&admin(addr, "/1/admin/push/room?room=live", r#"{"n":3}"#).await), 0);
+    assert_eq!(ta.json().await["msg"], json!({"n": 3}), "the key's leave does not undo the connection's join");
+    assert_eq!(wb.json().await["msg"], json!({"n": 3}));
+
+    // Another connection of a, without rooms, gets no room pushes.
+    let mut plain = Sub::Tcp(TcpSub::connect(&tcp, a, Some("1")).await.expect("plain TCP"));
+    assert_eq!(ret(&admin(addr, "/1/admin/push/room?room=news", r#"{"n":4}"#).await), 0);
+    assert_eq!(ta.json().await["msg"], json!({"n": 4}));
+    nothing_pending(addr, a, [&mut plain, &mut ta]).await;
+
+    // The rooms end with the connection.
+    drop(ta);
+    eventually("a's connection to leave live", WAIT, || async {
+        admin(addr, "/1/admin/online/count?room=live", "").await["data"]["keys"] == 1
+    })
+    .await;
+    let news = admin(addr, "/1/admin/online/count?room=news", "").await;
+    assert_eq!(news["data"]["conns"], json!(0), "{news}");
+
+    // 17 rooms, or a room over 64 bytes, is a parameter error.
+    let seventeen = (0..17).map(|i| format!("r{i}")).collect::<Vec<_>>().join(",");
+    for rooms in [seventeen, "r".repeat(65)] {
+        let err = TcpSub::connect_args(&tcp, &[a, "30", "", "1", "", &rooms]).await.err().expect("refused");
+        assert!(err.contains("-p"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_client_rooms() {
+    let server = Standalone::start_with(WebPorts::free(), "[comet.channel]\nclient_rooms = true\n").await;
+    client_rooms_suite(&server.public(), &server.admin(), "cr-a", "cr-b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_client_rooms_across_comets() {
+    let (Some(zk), Some(redis)) = (testkit::zk_addr(), testkit::redis_addrs()) else { return };
+    let nodes = ["node1", "node2"];
+    let cluster = Cluster::start_with(&zk, &redis, &nodes, WebPorts::free(), "[channel]\nclient_rooms = true\n").await;
+    let a = keys_owned_by(&nodes, "node1", "cr", 1).remove(0);
+    let b = keys_owned_by(&nodes, "node2", "cr", 1).remove(0);
+    client_rooms_suite(&cluster.public(), &cluster.admin(), &a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_rooms_are_refused_when_off() {
+    let server = Standalone::start().await;
+    let public = server.public();
+    let tcp = comet_for(&public, "off", 2).await;
+    let err = TcpSub::connect_args(&tcp, &["off", "30", "", "1", "", "live"]).await.err().expect("TCP refused");
+    assert!(err.contains("-j"), "{err}");
+    let ws = comet_for(&public, "off", 1).await;
+    let err = WsSub::connect_query(&ws, "key=off&heartbeat=30&ver=1&room=live").await.err().expect("WS refused");
+    assert!(err.contains("-j"), "{err}");
+    // An empty 7th argument asks for nothing and is accepted, as is an empty 6th (no resume).
+    TcpSub::connect_args(&tcp, &["off", "30", "", "1", "", ""]).await.expect("no rooms asked");
 }

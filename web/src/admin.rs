@@ -44,6 +44,7 @@ enum Route {
     AddToken,
     Online,
     OnlineCount,
+    RoomOnline,
     CloseConns,
     Metrics,
     Health,
@@ -60,6 +61,7 @@ fn lookup(path: &str) -> Option<(Route, &'static str)> {
         "/1/token/add" => (Route::AddToken, "/1/token/add"),
         "/1/admin/online" => (Route::Online, "/1/admin/online"),
         "/1/admin/online/count" => (Route::OnlineCount, "/1/admin/online/count"),
+        "/1/admin/room/online" => (Route::RoomOnline, "/1/admin/room/online"),
         "/1/admin/conn/close" => (Route::CloseConns, "/1/admin/conn/close"),
         "/metrics" => (Route::Metrics, "/metrics"),
         "/health" => (Route::Health, "/health"),
@@ -80,7 +82,7 @@ where
         Route::Metrics => return metrics(state),
         Route::Health => return health(state),
         // Presence is read-only: GET as well as POST.
-        Route::Online | Route::OnlineCount if req.method() == Method::GET => {}
+        Route::Online | Route::OnlineCount | Route::RoomOnline if req.method() == Method::GET => {}
         _ if req.method() != Method::POST => return reply::method_not_allowed(),
         _ => {}
     }
@@ -114,7 +116,14 @@ where
         Route::AddToken => add_token(state, &query, body.await, &mut call.key).await,
         Route::Room(r) => rooms::handle(state, r, &query, body.await, &mut call.key).await,
         Route::Online => presence::online(state, &query, body.await, &mut call.key).await,
-        Route::OnlineCount => presence::count(state).await,
+        Route::OnlineCount => match query.get("room") {
+            Some(room) => {
+                call.key.push_str(room);
+                presence::room_count(state, room).await
+            }
+            None => presence::count(state).await,
+        },
+        Route::RoomOnline => presence::room_online(state, &query, &mut call.key).await,
         Route::CloseConns => presence::close(state, &query, &mut call.key).await,
         Route::Metrics | Route::Health => Ok(Reply::ok(Style::Versioned)),
     };

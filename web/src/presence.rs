@@ -1,7 +1,9 @@
 //! The presence and control routes of the admin port (docs/http-api.md#presence-and-control): is a
 //! key online (one call to its owning comet; a batch makes one call per owning comet, in parallel),
 //! the online totals of every comet, and closing a key's connections
-//! (docs/decisions.md#d61-presence-routes-at-web).
+//! (docs/decisions.md#d61-presence-routes-at-web). A room's online keys are counted and listed
+//! by asking every comet in parallel, since a room's members can be on any of them
+//! (docs/decisions.md#d56-room-presence-asks-every-comet).
 
 use crate::error::WebError;
 use crate::reply::{Reply, Style};
@@ -12,8 +14,9 @@ use cluster::query::Query as Params;
 use cluster::rpc::{CometError, KeyPresence, SharedComet};
 use futures::future::join_all;
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
+use tracing::warn;
 
 /// Keys one batch may ask about.
 pub(crate) const MAX_BATCH: usize = 10_000;
@@ -147,12 +150,7 @@ async fn online_many(state: &State, joined: &str) -> Result<Reply, WebError> {
 
 /// `/1/admin/online/count`: totals over every comet node, then each node's figures.
 pub(crate) async fn count(state: &State) -> Result<Reply, WebError> {
-    let targets: Vec<(String, SharedComet)> = {
-        let routes = state.routes();
-        let mut t: Vec<_> = routes.active().map(|(node, target)| (node.to_string(), target.comet.clone())).collect();
-        t.sort_by(|a, b| a.0.cmp(&b.0));
-        t
-    };
+    let targets = comets(state);
     let answers = join_all(targets.iter().map(|(_, comet)| comet.online_count())).await;
     let (mut keys, mut tcp, mut ws) = (0u64, 0u64, 0u64);
     let mut comets = String::from("[");
@@ -188,6 +186,127 @@ pub(crate) async fn count(state: &State) -> Result<Reply, WebError> {
     Ok(Reply::data(Style::Versioned, data))
 }
 
+/// A room name from the query: 65534 when missing or not 1 to 64 bytes.
+fn room(name: Option<&str>) -> Result<&str, WebError> {
+    name.filter(|r| cluster::room::valid(r)).ok_or(WebError::Param("room must be 1 to 64 bytes"))
+}
+
+/// Keys one page lists when the caller gives no `limit`.
+const DEFAULT_PAGE: u32 = 100;
+
+/// The `limit` of a page: absent is [`DEFAULT_PAGE`]; otherwise 1 to `room::MAX_PAGE` in decimal.
+fn page_limit(query: &Params) -> Result<u32, WebError> {
+    const BAD: &str = "limit must be 1 to 1000";
+    match query.get("limit") {
+        None => Ok(DEFAULT_PAGE),
+        Some(v) if !v.is_empty() && v.len() <= 4 && v.bytes().all(|b| b.is_ascii_digit()) => {
+            let n: u32 = v.parse().map_err(|_| WebError::Param(BAD))?;
+            if (1..=cluster::room::MAX_PAGE).contains(&n) { Ok(n) } else { Err(WebError::Param(BAD)) }
+        }
+        Some(_) => Err(WebError::Param(BAD)),
+    }
+}
+
+/// Every active comet node, sorted by name.
+fn comets(state: &State) -> Vec<(String, SharedComet)> {
+    let routes = state.routes();
+    let mut t: Vec<_> = routes.active().map(|(node, target)| (node.to_string(), target.comet.clone())).collect();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+/// `/1/admin/online/count?room=R`: the room's online keys and connections over every comet, then
+/// each comet's figures (an unreachable one with its `error`, left out of the totals).
+pub(crate) async fn room_count(state: &State, name: &str) -> Result<Reply, WebError> {
+    let name = room(Some(name))?;
+    let targets = comets(state);
+    let answers = join_all(targets.iter().map(|(_, comet)| comet.room_online_count(name.to_string()))).await;
+    let (mut keys, mut conns) = (0u64, 0u64);
+    let mut list = String::from("[");
+    for ((node, _), answer) in targets.iter().zip(answers) {
+        if list.len() > 1 {
+            list.push(',');
+        }
+        list.push_str("{\"node\":");
+        gojson::push_string(&mut list, node);
+        match answer {
+            Ok(c) => {
+                keys += c.keys;
+                conns += c.conns;
+                let _ = write!(list, ",\"conns\":{},\"keys\":{}}}", c.conns, c.keys);
+            }
+            Err(e) => {
+                list.push_str(",\"error\":");
+                gojson::push_string(&mut list, &e.to_string());
+                list.push('}');
+            }
+        }
+    }
+    list.push(']');
+    let mut data = String::from("{\"room\":");
+    gojson::push_string(&mut data, name);
+    let _ = write!(data, ",\"conns\":{conns},\"keys\":{keys},\"comets\":{list}}}");
+    Ok(Reply::data(Style::Versioned, data))
+}
+
+/// `/1/admin/room/online?room=R&limit=N&cursor=C`: one page of the room's online keys, ascending.
+/// Every comet answers its first `limit` keys after the cursor; the page is the first `limit` of
+/// their union, and `next` is its last key while some comet may hold more (empty when done). No
+/// state is kept between pages, so a cursor stays valid whatever the comets do meanwhile.
+pub(crate) async fn room_online(state: &State, query: &Params, logged: &mut String) -> Result<Reply, WebError> {
+    let name = room(query.get("room"))?;
+    logged.push_str(name);
+    let limit = page_limit(query)?;
+    let cursor = query.get("cursor").unwrap_or("");
+    if cursor.len() > MAX_KEY {
+        return Err(WebError::Param("cursor longer than 1024 bytes"));
+    }
+    let targets = comets(state);
+    if targets.is_empty() {
+        return Err(WebError::NoComet);
+    }
+    let calls = targets.iter().map(|(_, comet)| comet.room_online(name.to_string(), cursor.to_string(), limit));
+    let answers = join_all(calls).await;
+    let mut merged = BTreeSet::new();
+    let mut failed = Vec::new();
+    let mut more = false;
+    for ((node, _), answer) in targets.iter().zip(answers) {
+        match answer {
+            Ok(keys) => {
+                // A comet that filled its page may hold more after it.
+                more |= keys.len() >= limit as usize;
+                merged.extend(keys.into_iter().filter(|k| k.as_str() > cursor));
+            }
+            Err(CometError::BadKey) => return Err(WebError::Param("bad room or limit")),
+            Err(e) => {
+                warn!(%node, error = %e, "a comet did not list a room's online keys; the page leaves its keys out");
+                failed.push(node.clone());
+            }
+        }
+    }
+    more |= merged.len() > limit as usize;
+    let page: Vec<String> = merged.into_iter().take(limit as usize).collect();
+    let next = if more { page.last().map_or("", String::as_str) } else { "" };
+    let mut data = String::from("{\"keys\":[");
+    for (i, key) in page.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        gojson::push_string(&mut data, key);
+    }
+    data.push_str("],\"next\":");
+    gojson::push_string(&mut data, next);
+    data.push_str(",\"failed\":[");
+    for (i, node) in failed.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        gojson::push_string(&mut data, node);
+    }
+    data.push_str("]}");
+    Ok(Reply::data(Style::Versioned, data))
+}
+
 /// `/1/admin/conn/close?key=K`: closes every connection of K on its comet.
 pub(crate) async fn close(state: &State, query: &Params, logged: &mut String) -> Result<Reply, WebError> {
     let key = query.get("key").unwrap_or("");
@@ -213,5 +332,16 @@ mod tests {
         assert!(check_key(&"x".repeat(MAX_KEY + 1)).is_err());
         assert!(matches!(at("n", CometError::BadKey), WebError::Param(_)));
         assert!(matches!(at("n", CometError::Timeout), WebError::CometAt { .. }));
+    }
+
+    #[test]
+    fn page_limits_are_1_to_1000_and_default_to_100() {
+        let l = |s: &str| page_limit(&Params::parse(s.as_bytes())).ok();
+        assert_eq!(l(""), Some(100));
+        assert_eq!(l("limit=1"), Some(1));
+        assert_eq!(l("limit=1000"), Some(1000));
+        for bad in ["limit=", "limit=0", "limit=1001", "limit=-1", "limit=+5", "limit=x", "limit=99999999999"] {
+            assert_eq!(l(bad), None, "{bad}");
+        }
     }
 }

@@ -65,6 +65,14 @@ impl TcpSub {
         TcpSub::start(server, &sub_command(key, version)).await
     }
 
+    /// Connects to `server` and sends `sub` with exactly these arguments after `sub`, e.g. a 7th
+    /// naming rooms (docs/protocol.md#rooms-at-subscribe).
+    pub async fn connect_args(server: &str, args: &[&str]) -> Result<TcpSub, String> {
+        let mut all = vec!["sub"];
+        all.extend_from_slice(args);
+        TcpSub::start(server, &command(&all)).await
+    }
+
     /// Connects to `server` and subscribes in the new format, resuming after `mid`.
     pub async fn resume(server: &str, key: &str, mid: u64) -> Result<TcpSub, String> {
         TcpSub::start(server, &resume_command(key, mid)).await
@@ -170,6 +178,11 @@ impl WsSub {
             query.push_str(&format!("&ver={v}"));
         }
         WsSub::start(server, &query).await
+    }
+
+    /// Upgrades on `ws://server/sub?query` and waits for `+h\r\n`.
+    pub async fn connect_query(server: &str, query: &str) -> Result<WsSub, String> {
+        WsSub::start(server, query).await
     }
 
     /// Upgrades with `ver=1&mid=mid`: the new format, resuming after `mid`.
