@@ -16,6 +16,8 @@ export interface Options {
   token?: string;
   /** Use wss://; by default, when the web URL is https. */
   secure?: boolean;
+  /** Rooms to join for this connection; the comets must allow it (`[channel] client_rooms`). */
+  rooms?: string[];
   /** A WebSocket constructor, for Node versions without a global one. */
   WebSocket?: unknown;
 }
@@ -26,6 +28,10 @@ export interface Message {
   mid: string;
   /** The published JSON value. */
   msg: unknown;
+  /** 0 for a message to the key, 1 for a room message, 2 for a broadcast. */
+  gid: number;
+  /** The room of a room message (gid 1). */
+  room?: string;
   /** The comet it came from, host:port. */
   server: string | null;
 }
@@ -43,7 +49,7 @@ export const DEFAULTS: Readonly<Required<Pick<Options, "heartbeat" | "mid" | "ba
 export function backoff(attempt: number, base?: number, max?: number, random?: () => number): number;
 export function lookupUrl(web: string, key: string): string;
 export function messagesUrl(web: string, key: string, mid: string): string;
-export function subscribeUrl(server: string, key: string, opts?: { heartbeat?: number; mid?: string; token?: string; secure?: boolean }): string;
+export function subscribeUrl(server: string, key: string, opts?: { heartbeat?: number; mid?: string; token?: string; secure?: boolean; rooms?: string[] }): string;
 export function newer(mid: string, than: string): boolean;
 export class Dedupe {
   constructor(last?: string);
@@ -54,10 +60,18 @@ export type Frame =
   | { type: "heartbeat" }
   | { type: "resume-failed" }
   | { type: "refused"; code: string }
-  | { type: "message"; mid: string; msg: unknown };
+  | ParsedMessage;
+/** A message frame as parsed; `room` only on room messages in the new format. */
+export interface ParsedMessage {
+  type: "message";
+  mid: string;
+  msg: unknown;
+  gid: number;
+  room?: string;
+}
 export function parseFrame(text: string): Frame;
-export function parseMessage(text: string): { type: "message"; mid: string; msg: unknown };
-export function parseMessages(body: string): Array<{ type: "message"; mid: string; msg: unknown }>;
+export function parseMessage(text: string): ParsedMessage;
+export function parseMessages(body: string): ParsedMessage[];
 
 export class GoPush {
   constructor(web: string, key: string, options?: Options);

@@ -17,8 +17,9 @@ export const DEFAULTS = Object.freeze({
 
 const HEARTBEAT_REPLY = "+h\r\n";
 const RESUME_FAILED = "+r\r\n";
-// A frame's top-level mid is the last field but gid: user JSON inside msg cannot match here.
-const TRAILER = /,"mid":(\d+),"gid":\d+}$/;
+// A frame's top-level mid, gid and (room messages in the new format) room close it: user JSON
+// inside msg cannot match here.
+const TRAILER = /,"mid":(\d+),"gid":(\d+)(?:,"room":("(?:[^"\\]|\\.)*"))?}$/;
 
 /**
  * The pause before reconnect attempt `attempt` (0 first): a ceiling doubling from `base` up to
@@ -40,11 +41,15 @@ export function messagesUrl(web, key, mid) {
   return `${web.replace(/\/+$/, "")}/1/msg/get?k=${encodeURIComponent(key)}&m=${mid}`;
 }
 
-/** The comet's subscribe URL: new message format (`ver=1`), resuming after `mid`. */
-export function subscribeUrl(server, key, { heartbeat = DEFAULTS.heartbeat, mid = "0", token = "", secure = false } = {}) {
+/**
+ * The comet's subscribe URL: new message format (`ver=1`), resuming after `mid`, joining `rooms`
+ * for this connection (the comet must allow it: `client_rooms`).
+ */
+export function subscribeUrl(server, key, { heartbeat = DEFAULTS.heartbeat, mid = "0", token = "", secure = false, rooms = [] } = {}) {
   const q = [`key=${encodeURIComponent(key)}`, `heartbeat=${heartbeat}`];
   if (token) q.push(`token=${encodeURIComponent(token)}`);
   q.push("ver=1", `mid=${mid}`);
+  if (rooms.length) q.push(`room=${rooms.map(encodeURIComponent).join(",")}`);
   return `${secure ? "wss" : "ws"}://${server}/sub?${q.join("&")}`;
 }
 
@@ -77,11 +82,17 @@ export function parseFrame(text) {
   return parseMessage(text);
 }
 
-/** One `{"msg":..,"mid":..,"gid":..}` text as `{type: "message", mid, msg}`; throws on junk. */
+/**
+ * One `{"msg":..,"mid":..,"gid":..}` text as `{type: "message", mid, msg, gid}`, with `room` for a
+ * room message in the new format; throws on junk. `gid` is 0 for a private message, 1 for a room
+ * message and 2 for a broadcast.
+ */
 export function parseMessage(text) {
   const m = TRAILER.exec(text);
   if (!m) throw new Error(`not a gopush message: ${text.slice(0, 80)}`);
-  return { type: "message", mid: m[1], msg: JSON.parse(text).msg };
+  const message = { type: "message", mid: m[1], msg: JSON.parse(text).msg, gid: Number(m[2]) };
+  if (m[3] !== undefined) message.room = JSON.parse(m[3]);
+  return message;
 }
 
 /** The messages of a `/1/msg/get` answer, in order, each parsed as by `parseMessage`. */
@@ -218,7 +229,16 @@ export class GoPush {
   }
 
   _deliver(message) {
-    if (this.dedupe.accept(message.mid)) this._emit("message", { mid: message.mid, msg: message.msg, server: this.server });
+    const { mid, msg, gid } = message;
+    if (gid !== 0) {
+      // Room and broadcast mids come from web, not from the key's line: they are not comparable
+      // with private mids, so they neither pass through nor move the resume position.
+      const group = { mid, msg, gid, server: this.server };
+      if (message.room !== undefined) group.room = message.room;
+      this._emit("message", group);
+    } else if (this.dedupe.accept(mid)) {
+      this._emit("message", { mid, msg, gid, server: this.server });
+    }
   }
 
   // Resolves when the connection ends, whoever ends it.
@@ -226,7 +246,13 @@ export class GoPush {
     const Socket = this.options.WebSocket || globalThis.WebSocket;
     if (!Socket) throw new Error("no WebSocket: pass options.WebSocket");
     const secure = this.options.secure ?? /^https:/.test(this.web);
-    const url = subscribeUrl(server, this.key, { heartbeat: this.options.heartbeat, mid: this.dedupe.last, token: this.options.token, secure });
+    const url = subscribeUrl(server, this.key, {
+      heartbeat: this.options.heartbeat,
+      mid: this.dedupe.last,
+      token: this.options.token,
+      secure,
+      rooms: this.options.rooms || [],
+    });
     return new Promise((resolve) => {
       const ws = new Socket(url);
       this._ws = ws;

@@ -669,7 +669,9 @@ async fn a_push_retried_with_its_id_after_the_comet_hung_applies_once() {
     let first = first.expect("web answers while the comet hangs");
     // Web gave up at its RPC deadline, so the publisher cannot know whether the push was applied:
     // the comet runs it once it wakes up.
-    assert_eq!(ret(&serde_json::from_slice(first.body_bytes()).expect("json")), 65535, "{}", first.body());
+    let answer: Value = serde_json::from_slice(first.body_bytes())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", first.status(), first.body()));
+    assert_eq!(ret(&answer), 65535, "{}", first.body());
     let second = post(&admin, &path, "application/json", r#"{"hung":1}"#).await.expect("the retry");
     assert_eq!(second.body(), r#"{"ret":0}"#, "the retry is acknowledged");
 

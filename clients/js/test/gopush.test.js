@@ -41,6 +41,23 @@ test("urls escape the key and ask for the new format and a resume", () => {
     subscribeUrl("c:443", "k/1", { heartbeat: 60, mid: "0", token: "t=1", secure: true }),
     "wss://c:443/sub?key=k%2F1&heartbeat=60&token=t%3D1&ver=1&mid=0",
   );
+  assert.equal(
+    subscribeUrl("c:6968", "k", { heartbeat: 30, mid: "0", rooms: ["live", "a b"] }),
+    "ws://c:6968/sub?key=k&heartbeat=30&ver=1&mid=0&room=live,a%20b",
+  );
+});
+
+test("room and broadcast frames: gid, and the room of a new-format room message", () => {
+  assert.deepEqual(parseFrame('{"msg":{"t":1},"mid":17000000000000002,"gid":1,"room":"lob\\"by"}'), {
+    type: "message",
+    mid: "17000000000000002",
+    msg: { t: 1 },
+    gid: 1,
+    room: 'lob"by',
+  });
+  assert.deepEqual(parseFrame('{"msg":"{\\"t\\":1}","mid":5,"gid":1}'), { type: "message", mid: "5", msg: '{"t":1}', gid: 1 });
+  assert.deepEqual(parseFrame('{"msg":{"all":true},"mid":6,"gid":2}'), { type: "message", mid: "6", msg: { all: true }, gid: 2 });
+  assert.throws(() => parseFrame('{"msg":1,"mid":6,"gid":1,"room":"x"} '));
 });
 
 test("frames: status lines and messages, with the top-level mid only", () => {
@@ -48,7 +65,7 @@ test("frames: status lines and messages, with the top-level mid only", () => {
   assert.deepEqual(parseFrame("+r\r\n"), { type: "resume-failed" });
   assert.deepEqual(parseFrame("-n\r\n"), { type: "refused", code: "n" });
   const m = parseFrame('{"msg":{"mid":1,"t":"\\u003cb\\u003e"},"mid":17000000000000001,"gid":0}');
-  assert.deepEqual(m, { type: "message", mid: "17000000000000001", msg: { mid: 1, t: "<b>" } });
+  assert.deepEqual(m, { type: "message", mid: "17000000000000001", msg: { mid: 1, t: "<b>" }, gid: 0 });
   assert.throws(() => parseFrame("junk"));
 });
 
