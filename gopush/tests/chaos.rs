@@ -1,5 +1,5 @@
 //! The resume chaos run (docs/protocol.md#resume): real processes (message, three comets, web,
-//! ZooKeeper, Redis), a publisher at 2,000 messages a second with expire > 0 for 30 s, and 200
+//! ZooKeeper, Redis), publishers offering 2,000 messages a second with expire > 0 for 30 s, and 200
 //! clients, half TCP and half WebSocket, each dropping its connection at random and resuming from
 //! the last mid it saw; one comet is `kill -9`ed and restarted during the run. Every client must
 //! get every message acknowledged for its key exactly once, in mid order. It prints the tally. This is
