@@ -46,13 +46,14 @@ impl LogConfig {
 /// Installs the global subscriber. `level` and `format` come from the command line and win over
 /// `RUST_LOG` and the config; a bad filter is an error rather than a silent fallback.
 pub fn init(config: &LogConfig, level: Option<&str>, format: Option<LogFormat>) -> Result<(), String> {
-    let filter = match (level, std::env::var("RUST_LOG")) {
-        (Some(l), _) => EnvFilter::try_new(l).map_err(|e| format!("--log-level {l:?}: {e}"))?,
-        (None, Ok(env)) if !env.trim().is_empty() => {
-            EnvFilter::try_new(&env).map_err(|e| format!("RUST_LOG={env:?}: {e}"))?
-        }
-        _ => EnvFilter::try_new(&config.level).map_err(|e| format!("log.level {:?}: {e}", config.level))?,
+    let env = std::env::var("RUST_LOG").ok().filter(|e| !e.trim().is_empty());
+    let (text, source) = match (level, env) {
+        (Some(l), _) => (l.to_string(), "--log-level "),
+        (None, Some(env)) => (env, "RUST_LOG="),
+        (None, None) => (config.level.clone(), "log.level "),
     };
+    let filter = EnvFilter::try_new(&text).map_err(|e| format!("{source}{text:?}: {e}"))?;
+    let filter = quiet_rpc_spans(filter, &text);
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let installed = match format.unwrap_or(config.format) {
         LogFormat::Text => {
@@ -66,4 +67,31 @@ pub fn init(config: &LogConfig, level: Option<&str>, format: Option<LogFormat>) 
             .try_init(),
     };
     installed.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// Adds `tarpc=warn` unless the filter names tarpc itself. tarpc opens an INFO span for every RPC
+/// on both ends, with its deadline formatted as a date, and at the default `info` every call paid
+/// for building it though nothing is logged inside: about a sixth of the servers' CPU per
+/// stored push (docs/decisions.md#d75-no-per-rpc-spans-by-default). tarpc's warnings still show.
+fn quiet_rpc_spans(filter: EnvFilter, text: &str) -> EnvFilter {
+    if text.contains("tarpc") {
+        return filter;
+    }
+    match "tarpc=warn".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_spans_are_off_unless_the_filter_asks_for_tarpc() {
+        let quiet = quiet_rpc_spans(EnvFilter::new("info"), "info").to_string();
+        assert!(quiet.contains("tarpc=warn"), "{quiet}");
+        let asked = quiet_rpc_spans(EnvFilter::new("info,tarpc=debug"), "info,tarpc=debug").to_string();
+        assert!(!asked.contains("tarpc=warn"), "{asked}");
+    }
 }

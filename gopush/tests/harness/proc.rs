@@ -1,7 +1,7 @@
-//! One real `gopush` child process: spawned from the binary cargo built for this test, its stdout
-//! and stderr appended to a log file, killed (SIGKILL) and reaped on drop, with its log tail printed
-//! when the test is failing. testkit's watchdog ([`testkit::Watched`]) kills it too if the test
-//! binary itself dies.
+//! One real `gopush` child process: spawned from the binary cargo built for this test (or
+//! `$GOPUSH_TEST_BIN`), its stdout and stderr appended to a log file, killed (SIGKILL) and reaped
+//! on drop, with its log tail printed when the test is failing. testkit's watchdog
+//! ([`testkit::Watched`]) kills it too if the test binary itself dies.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -31,7 +31,10 @@ impl Gopush {
     }
 
     fn start(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gopush"));
+        // GOPUSH_TEST_BIN runs the tests against another build, say a release one, to tell a
+        // debug build's slowness from the code's.
+        let bin = std::env::var_os("GOPUSH_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_gopush").into());
+        let mut cmd = Command::new(bin);
         cmd.args(&self.args)
             .env("RUST_LOG", std::env::var("GOPUSH_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1");
