@@ -88,8 +88,9 @@ impl Default for RpcConfig {
             // Measured with the push scenarios of docs/benchmarks.md; see docs/decisions.md#d90-coalesced-pushes-from-web-to-a-comet.
             push_batch: 64,
             push_batch_in_flight: 4,
-            // Measured with the stored push scenario; see docs/decisions.md#d91-coalesced-saves-from-a-comet-to-the-store.
-            save_batch: 64,
+            // Off: batching saves did not pay in the stored push scenario, see
+            // docs/decisions.md#d91-coalesced-saves-from-a-comet-to-the-store.
+            save_batch: 1,
             save_batch_in_flight: 4,
         }
     }
