@@ -55,6 +55,18 @@ fn push_html_safe(out: &mut String, c: char) {
     }
 }
 
+/// Appends `items` as a JSON array of strings, each written as [`push_string`] writes it.
+pub fn push_strings<S: AsRef<str>>(out: &mut String, items: impl IntoIterator<Item = S>) {
+    out.push('[');
+    for (i, s) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_string(out, s.as_ref());
+    }
+    out.push(']');
+}
+
 /// Appends `s` as a JSON string literal the way Go's `encoding/json` writes one.
 pub fn push_string(out: &mut String, s: &str) {
     out.push('"');

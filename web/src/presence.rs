@@ -287,23 +287,13 @@ pub(crate) async fn room_online(state: &State, query: &Params, logged: &mut Stri
     more |= merged.len() > limit as usize;
     let page: Vec<String> = merged.into_iter().take(limit as usize).collect();
     let next = if more { page.last().map_or("", String::as_str) } else { "" };
-    let mut data = String::from("{\"keys\":[");
-    for (i, key) in page.iter().enumerate() {
-        if i > 0 {
-            data.push(',');
-        }
-        gojson::push_string(&mut data, key);
-    }
-    data.push_str("],\"next\":");
+    let mut data = String::from("{\"keys\":");
+    gojson::push_strings(&mut data, &page);
+    data.push_str(",\"next\":");
     gojson::push_string(&mut data, next);
-    data.push_str(",\"failed\":[");
-    for (i, node) in failed.iter().enumerate() {
-        if i > 0 {
-            data.push(',');
-        }
-        gojson::push_string(&mut data, node);
-    }
-    data.push_str("]}");
+    data.push_str(",\"failed\":");
+    gojson::push_strings(&mut data, &failed);
+    data.push('}');
     Ok(Reply::data(Style::Versioned, data))
 }
 

@@ -64,14 +64,9 @@ impl Reply {
     /// Success naming the keys that failed: `{"data":{"fk":["k1",…]},"ret":0}`, as upstream's
     /// multi-key push answers.
     pub(crate) fn failed_keys(style: Style, failed: &[String]) -> Reply {
-        let mut data = String::from("{\"fk\":[");
-        for (i, k) in failed.iter().enumerate() {
-            if i > 0 {
-                data.push(',');
-            }
-            cluster::gojson::push_string(&mut data, k);
-        }
-        data.push_str("]}");
+        let mut data = String::from("{\"fk\":");
+        cluster::gojson::push_strings(&mut data, failed);
+        data.push('}');
         Reply::data(style, data)
     }
 

@@ -162,14 +162,9 @@ async fn get(state: &State, query: &Params, logged: &mut String) -> Result<Reply
     let key = query.non_empty("key").ok_or(WebError::Param("missing key"))?;
     logged.push_str(key);
     let rooms = state.messages.get_rooms(key.to_string()).await?;
-    let mut data = String::from("{\"rooms\":[");
-    for (i, r) in rooms.iter().enumerate() {
-        if i > 0 {
-            data.push(',');
-        }
-        gojson::push_string(&mut data, r);
-    }
-    data.push_str("]}");
+    let mut data = String::from("{\"rooms\":");
+    gojson::push_strings(&mut data, &rooms);
+    data.push('}');
     Ok(Reply::data(Style::Versioned, data))
 }
 
@@ -215,14 +210,9 @@ async fn push(state: &State, room: Option<String>, query: &Params, body: Bytes) 
     let took = answers.iter().filter(|a| a.is_ok()).count();
     let mut failed: Vec<String> = answers.into_iter().filter_map(Result::err).collect();
     failed.sort_unstable();
-    let mut data = format!("{{\"comets\":{took},\"failed\":[");
-    for (i, node) in failed.iter().enumerate() {
-        if i > 0 {
-            data.push(',');
-        }
-        gojson::push_string(&mut data, node);
-    }
-    data.push_str("]}");
+    let mut data = format!("{{\"comets\":{took},\"failed\":");
+    gojson::push_strings(&mut data, &failed);
+    data.push('}');
     Ok(Reply::data(Style::Versioned, data))
 }
 
