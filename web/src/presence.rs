@@ -153,37 +153,41 @@ pub(crate) async fn count(state: &State) -> Result<Reply, WebError> {
     let targets = comets(state);
     let answers = join_all(targets.iter().map(|(_, comet)| comet.online_count())).await;
     let (mut keys, mut tcp, mut ws) = (0u64, 0u64, 0u64);
-    let mut comets = String::from("[");
-    for ((node, _), answer) in targets.iter().zip(answers) {
-        if comets.len() > 1 {
-            comets.push(',');
-        }
-        comets.push_str("{\"node\":");
-        gojson::push_string(&mut comets, node);
-        match answer {
-            Ok(c) => {
-                keys += c.keys;
-                tcp += c.tcp;
-                ws += c.ws;
-                let _ = write!(
-                    comets,
-                    ",\"conns\":{},\"keys\":{},\"tcp\":{},\"ws\":{}}}",
-                    c.tcp + c.ws,
-                    c.keys,
-                    c.tcp,
-                    c.ws
-                );
-            }
-            Err(e) => {
-                comets.push_str(",\"error\":");
-                gojson::push_string(&mut comets, &e.to_string());
-                comets.push('}');
-            }
-        }
-    }
-    comets.push(']');
+    let comets = per_comet(&targets, answers, |out, c| {
+        keys += c.keys;
+        tcp += c.tcp;
+        ws += c.ws;
+        let _ = write!(out, ",\"conns\":{},\"keys\":{},\"tcp\":{},\"ws\":{}", c.tcp + c.ws, c.keys, c.tcp, c.ws);
+    });
     let data = format!("{{\"conns\":{},\"keys\":{keys},\"tcp\":{tcp},\"ws\":{ws},\"comets\":{comets}}}", tcp + ws);
     Ok(Reply::data(Style::Versioned, data))
+}
+
+/// The `comets` array of a count: per comet `{"node":..` then what `figures` writes for its
+/// answer, or its `"error"` when it failed (such a comet is left out of the totals).
+fn per_comet<T>(
+    targets: &[(String, SharedComet)],
+    answers: Vec<Result<T, CometError>>,
+    mut figures: impl FnMut(&mut String, T),
+) -> String {
+    let mut list = String::from("[");
+    for ((node, _), answer) in targets.iter().zip(answers) {
+        if list.len() > 1 {
+            list.push(',');
+        }
+        list.push_str("{\"node\":");
+        gojson::push_string(&mut list, node);
+        match answer {
+            Ok(c) => figures(&mut list, c),
+            Err(e) => {
+                list.push_str(",\"error\":");
+                gojson::push_string(&mut list, &e.to_string());
+            }
+        }
+        list.push('}');
+    }
+    list.push(']');
+    list
 }
 
 /// A room name from the query: 65534 when missing or not 1 to 64 bytes.
@@ -222,27 +226,11 @@ pub(crate) async fn room_count(state: &State, name: &str) -> Result<Reply, WebEr
     let targets = comets(state);
     let answers = join_all(targets.iter().map(|(_, comet)| comet.room_online_count(name.to_string()))).await;
     let (mut keys, mut conns) = (0u64, 0u64);
-    let mut list = String::from("[");
-    for ((node, _), answer) in targets.iter().zip(answers) {
-        if list.len() > 1 {
-            list.push(',');
-        }
-        list.push_str("{\"node\":");
-        gojson::push_string(&mut list, node);
-        match answer {
-            Ok(c) => {
-                keys += c.keys;
-                conns += c.conns;
-                let _ = write!(list, ",\"conns\":{},\"keys\":{}}}", c.conns, c.keys);
-            }
-            Err(e) => {
-                list.push_str(",\"error\":");
-                gojson::push_string(&mut list, &e.to_string());
-                list.push('}');
-            }
-        }
-    }
-    list.push(']');
+    let list = per_comet(&targets, answers, |out, c| {
+        keys += c.keys;
+        conns += c.conns;
+        let _ = write!(out, ",\"conns\":{},\"keys\":{}", c.conns, c.keys);
+    });
     let mut data = String::from("{\"room\":");
     gojson::push_string(&mut data, name);
     let _ = write!(data, ",\"conns\":{conns},\"keys\":{keys},\"comets\":{list}}}");
