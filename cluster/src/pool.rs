@@ -87,7 +87,7 @@ impl Default for RpcConfig {
             idle_timeout: Duration::from_secs(120),
             // Measured with the push scenarios of docs/benchmarks.md; see docs/decisions.md#d90-coalesced-pushes-from-web-to-a-comet.
             push_batch: 64,
-            push_batch_in_flight: 4,
+            push_batch_in_flight: 1,
             // Off: batching saves did not pay in the stored push scenario, see
             // docs/decisions.md#d91-coalesced-saves-from-a-comet-to-the-store.
             save_batch: 1,

@@ -10,11 +10,25 @@ use gopush::load::{Loaded, load_with};
 use gopush::logging::{self, LogConfig, LogFormat};
 use gopush::standalone::{Standalone, StandaloneConfig};
 use message::MessageConfig;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use web::WebConfig;
+
+/// The runtime for the role, with `threads` workers, by default one per CPU the process may use.
+/// One worker means one thread doing everything (as when an operator pins the process to a CPU
+/// with taskset): a work-stealing pool of one would only add cross-thread wake-ups to every task
+/// switch (docs/decisions.md#d92-one-thread-per-pinned-cpu).
+fn runtime(threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
+    if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    }
+}
 
 /// How long the runtime may wait, once the role has shut down, for blocking work still running
 /// (a slow DNS lookup, say). The drain is over by then; dropping the runtime instead would wait for
@@ -31,6 +45,9 @@ struct Cli {
     /// Log filter such as `debug` or `info,comet=debug`; overrides RUST_LOG and `[log] level`.
     #[arg(long, global = true)]
     log_level: Option<String>,
+    /// Worker threads; default one per CPU the process may use. 1 runs every task on one thread.
+    #[arg(long, global = true)]
+    threads: Option<NonZeroUsize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -139,7 +156,7 @@ fn main() -> ExitCode {
         eprintln!("gopush: {e}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(cli.threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gopush: cannot start the runtime: {e}");

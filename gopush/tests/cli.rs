@@ -290,6 +290,43 @@ fn sigterm_stops_standalone_promptly_even_with_a_client() {
     stop(&mut p, "standalone with one client");
 }
 
+#[test]
+fn one_thread_serves_a_subscriber_and_a_publisher_and_stops_promptly() {
+    // `--threads 1` runs every task and the role itself on the main thread (no worker pool).
+    let (mut p, ports) = standalone(&["--threads", "1", "--log-level", "warn"], &[]);
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", ports.tcp)).expect("connect to the comet");
+    std::io::Write::write_all(&mut client, b"*3\r\n$3\r\nsub\r\n$3\r\none\r\n$2\r\n30\r\n").expect("subscribe");
+    client.set_read_timeout(Some(READY)).expect("timeout");
+    let mut reply = [0u8; 4];
+    client.read_exact(&mut reply).expect("+h");
+    assert_eq!(&reply, b"+h\r\n", "{}", p.outputs());
+
+    let body = r#""one-thread-hello""#;
+    let mut admin = std::net::TcpStream::connect(("127.0.0.1", ports.admin)).expect("connect to the admin port");
+    admin.set_read_timeout(Some(READY)).expect("timeout");
+    let request = format!(
+        "POST /1/admin/push/private?key=one&expire=0 HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    std::io::Write::write_all(&mut admin, request.as_bytes()).expect("push");
+    let mut answer = String::new();
+    admin.read_to_string(&mut answer).expect("push answer");
+    assert!(answer.ends_with(r#"{"ret":0}"#), "push answered {answer:?}\n{}", p.outputs());
+
+    let mut frame = Vec::new();
+    let mut buf = [0u8; 256];
+    for _ in 0..64 {
+        if String::from_utf8_lossy(&frame).contains("one-thread-hello") {
+            break;
+        }
+        let n = client.read(&mut buf).unwrap_or_else(|e| panic!("no message ({e}); got {frame:?}\n{}", p.outputs()));
+        assert!(n > 0, "the comet hung up; got {frame:?}\n{}", p.outputs());
+        frame.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&frame).contains("one-thread-hello"), "{frame:?}\n{}", p.outputs());
+    stop(&mut p, "standalone on one thread");
+}
+
 /// Each role's printed default file, as the role reads it.
 fn printed_default<T: RoleConfig>() -> String {
     let (status, out, err) = gopush(&["config", "default", T::ROLE], &[]);

@@ -106,18 +106,20 @@ impl Cluster {
         Cluster::launch(zk_addr, store, nodes, WebPorts::free(), "").await
     }
 
+    // Every cluster role runs on one thread (`--threads 1`), as in the pinned benchmarks; standalone
+    // keeps the default pool, so the tests cover both runtimes.
     async fn launch(zk_addr: &str, store: &str, nodes: &[&str], web_ports: WebPorts, comet_extra: &str) -> Cluster {
         let dir = TempDir::new("cluster");
         let zk = Zk::unique(zk_addr);
         let (rpc, stat) = (testkit::free_port(), testkit::free_port());
         let path = dir.write("message.toml", &config::message_with(&zk, rpc, stat, store));
-        let message = Gopush::spawn("message", dir.path(), &["message", "-c", &path]);
+        let message = Gopush::spawn("message", dir.path(), &["--threads", "1", "message", "-c", &path]);
         let mut comets = Vec::new();
         for node in nodes {
             comets.push(spawn_comet(&dir, &zk, node, comet_extra));
         }
         let path = dir.write("web.toml", &config::web(&zk, &web_ports));
-        let web = Gopush::spawn("web", dir.path(), &["web", "-c", &path]);
+        let web = Gopush::spawn("web", dir.path(), &["--threads", "1", "web", "-c", &path]);
         let comet_extra = comet_extra.to_string();
         let mut cluster = Cluster { comets, web, message, message_stat: stat, web_ports, zk, dir, comet_extra };
         cluster.wait_ready().await;
@@ -169,7 +171,8 @@ impl Cluster {
         let ports = self.comets[i].ports.clone();
         let path =
             self.dir.write(&format!("comet-{node}.toml"), &config::comet(&self.zk, node, &ports, &self.comet_extra));
-        self.comets[i].proc = Gopush::spawn(&format!("comet-{node}"), self.dir.path(), &["comet", "-c", &path]);
+        self.comets[i].proc =
+            Gopush::spawn(&format!("comet-{node}"), self.dir.path(), &["--threads", "1", "comet", "-c", &path]);
         self.wait_ready().await;
     }
 
@@ -250,7 +253,7 @@ impl Cluster {
 fn spawn_comet(dir: &TempDir, zk: &Zk, node: &str, extra: &str) -> CometProc {
     let ports = CometPorts::free();
     let path = dir.write(&format!("comet-{node}.toml"), &config::comet(zk, node, &ports, extra));
-    let proc = Gopush::spawn(&format!("comet-{node}"), dir.path(), &["comet", "-c", &path]);
+    let proc = Gopush::spawn(&format!("comet-{node}"), dir.path(), &["--threads", "1", "comet", "-c", &path]);
     CometProc { node: node.to_string(), ports, proc }
 }
 
