@@ -13,7 +13,8 @@
 #   DURATION=10         seconds of publishing per run
 #   BENCH_CPU=1         pin gopush-bench to this CPU list (taskset); empty = no pinning
 #   PIDS_A, PIDS_B      comma-separated server PIDs whose RSS the conns scenarios read (optional;
-#                       without them the memory rows are skipped). Pin the servers yourself, e.g.
+#                       without them the memory rows are skipped). Memory rows run one round:
+#                       run each alone (SCENARIOS=) against freshly started servers. Pin the servers yourself, e.g.
 #                       `taskset -c 0 gopush comet ...`, to compare on one core.
 #   OUT=dir             where the JSON of every run goes (default: a fresh bench-sidebyside-* dir)
 #   BENCH=path          the gopush-bench binary (default target/release/gopush-bench)
@@ -74,7 +75,11 @@ for entry in "${SCENARIO_LIST[@]}"; do
     IFS='|' read -r name field args <<<"$entry"
     if [[ -n ${SCENARIOS:-} && " $SCENARIOS " != *" $name "* ]]; then continue; fi
     declare -a got_a=() got_b=()
-    for ((round = 1; round <= ROUNDS; round++)); do
+    rounds=$ROUNDS
+    # A server that already held connections reuses their freed memory, so only a first round on a
+    # freshly started deployment measures it: one round, and start the servers anew for each row.
+    if [[ $args == conns* ]]; then rounds=1; fi
+    for ((round = 1; round <= rounds; round++)); do
         for side in A B; do
             if [[ $side == A ]]; then web=$WEB_A admin=$ADMIN_A pids=${PIDS_A:-}; else web=$WEB_B admin=$ADMIN_B pids=${PIDS_B:-}; fi
             extra=()
