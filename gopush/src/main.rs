@@ -17,16 +17,20 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use web::WebConfig;
 
-/// The runtime for the role, with `threads` workers, by default one per CPU the process may use.
-/// One worker means one thread doing everything (as when an operator pins the process to a CPU
-/// with taskset): a work-stealing pool of one would only add cross-thread wake-ups to every task
-/// switch (docs/decisions.md#d92-one-thread-per-pinned-cpu).
-fn runtime(threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let threads = threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
-    if threads == 1 {
+/// The runtime for `role`: `threads` workers if given, where one means tokio's single-threaded
+/// runtime; by default one worker per CPU the process may use, and on one CPU the single-threaded
+/// runtime for web and message nodes but a pool of one worker for roles holding clients
+/// (docs/decisions.md#d92-one-thread-for-a-pinned-web-or-message-node).
+fn runtime(role: &Ready, threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let single = match threads {
+        Some(n) => n.get() == 1,
+        None => matches!(role, Ready::Web(_) | Ready::Message(_)),
+    };
+    let workers = threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
+    if single && workers == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
     }
 }
 
@@ -156,7 +160,7 @@ fn main() -> ExitCode {
         eprintln!("gopush: {e}");
         return ExitCode::FAILURE;
     }
-    let runtime = match runtime(cli.threads) {
+    let runtime = match runtime(&ready, cli.threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gopush: cannot start the runtime: {e}");

@@ -106,8 +106,8 @@ impl Cluster {
         Cluster::launch(zk_addr, store, nodes, WebPorts::free(), "").await
     }
 
-    // Every cluster role runs on one thread (`--threads 1`), as in the pinned benchmarks; standalone
-    // keeps the default pool, so the tests cover both runtimes.
+    // Message and web run on one thread (`--threads 1`), their runtime when pinned to a CPU; comets
+    // and standalone keep the default pool, so the tests cover both runtimes.
     async fn launch(zk_addr: &str, store: &str, nodes: &[&str], web_ports: WebPorts, comet_extra: &str) -> Cluster {
         let dir = TempDir::new("cluster");
         let zk = Zk::unique(zk_addr);
@@ -171,8 +171,7 @@ impl Cluster {
         let ports = self.comets[i].ports.clone();
         let path =
             self.dir.write(&format!("comet-{node}.toml"), &config::comet(&self.zk, node, &ports, &self.comet_extra));
-        self.comets[i].proc =
-            Gopush::spawn(&format!("comet-{node}"), self.dir.path(), &["--threads", "1", "comet", "-c", &path]);
+        self.comets[i].proc = Gopush::spawn(&format!("comet-{node}"), self.dir.path(), &["comet", "-c", &path]);
         self.wait_ready().await;
     }
 
@@ -253,7 +252,7 @@ impl Cluster {
 fn spawn_comet(dir: &TempDir, zk: &Zk, node: &str, extra: &str) -> CometProc {
     let ports = CometPorts::free();
     let path = dir.write(&format!("comet-{node}.toml"), &config::comet(zk, node, &ports, extra));
-    let proc = Gopush::spawn(&format!("comet-{node}"), dir.path(), &["--threads", "1", "comet", "-c", &path]);
+    let proc = Gopush::spawn(&format!("comet-{node}"), dir.path(), &["comet", "-c", &path]);
     CometProc { node: node.to_string(), ports, proc }
 }
 
