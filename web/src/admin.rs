@@ -36,6 +36,7 @@ const MAX_TOKEN_LEN: usize = 1024;
 /// the client sees the answer instead of a connection reset.
 const DRAIN_LIMIT: usize = 1024 * 1024;
 
+/// What an admin path asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     PushPrivate,
@@ -51,22 +52,39 @@ enum Route {
     Room(RoomRoute),
 }
 
+/// Every admin path besides the room ones, as matched and as its metric label.
+const ROUTES: &[(&str, Route)] = &[
+    ("/1/admin/push/private", Route::PushPrivate),
+    ("/admin/push", Route::PushPrivate),
+    ("/1/admin/push/mprivate", Route::PushPrivates),
+    ("/1/admin/msg/del", Route::DeleteMessages),
+    ("/admin/msg/clean", Route::DeleteMessages),
+    ("/1/token/add", Route::AddToken),
+    ("/1/admin/online", Route::Online),
+    ("/1/admin/online/count", Route::OnlineCount),
+    ("/1/admin/room/online", Route::RoomOnline),
+    ("/1/admin/conn/close", Route::CloseConns),
+    ("/metrics", Route::Metrics),
+    ("/health", Route::Health),
+];
+
 fn lookup(path: &str) -> Option<(Route, &'static str)> {
-    Some(match path {
-        "/1/admin/push/private" => (Route::PushPrivate, "/1/admin/push/private"),
-        "/admin/push" => (Route::PushPrivate, "/admin/push"),
-        "/1/admin/push/mprivate" => (Route::PushPrivates, "/1/admin/push/mprivate"),
-        "/1/admin/msg/del" => (Route::DeleteMessages, "/1/admin/msg/del"),
-        "/admin/msg/clean" => (Route::DeleteMessages, "/admin/msg/clean"),
-        "/1/token/add" => (Route::AddToken, "/1/token/add"),
-        "/1/admin/online" => (Route::Online, "/1/admin/online"),
-        "/1/admin/online/count" => (Route::OnlineCount, "/1/admin/online/count"),
-        "/1/admin/room/online" => (Route::RoomOnline, "/1/admin/room/online"),
-        "/1/admin/conn/close" => (Route::CloseConns, "/1/admin/conn/close"),
-        "/metrics" => (Route::Metrics, "/metrics"),
-        "/health" => (Route::Health, "/health"),
-        _ => return rooms::lookup(path).map(|(r, name)| (Route::Room(r), name)),
-    })
+    match ROUTES.iter().find(|(name, _)| *name == path) {
+        Some(&(name, route)) => Some((route, name)),
+        None => rooms::lookup(path).map(|(r, name)| (Route::Room(r), name)),
+    }
+}
+
+/// Every admin route label, room routes included, and whether its latency is recorded as a push.
+pub(crate) fn labels() -> impl Iterator<Item = (&'static str, bool)> {
+    let own = ROUTES.iter().map(|&(name, route)| (name, route));
+    let rooms = rooms::ROUTES.iter().map(|&(name, r)| (name, Route::Room(r)));
+    own.chain(rooms).map(|(name, route)| (name, is_push(route)))
+}
+
+/// Routes whose latency `gopush_web_push_seconds` records.
+fn is_push(route: Route) -> bool {
+    matches!(route, Route::PushPrivate | Route::PushPrivates | Route::Room(RoomRoute::PushRoom | RoomRoute::PushAll))
 }
 
 /// Answers one request on the admin port from `peer`.
@@ -128,8 +146,7 @@ where
         Route::Metrics | Route::Health => Ok(Reply::ok(Style::Versioned)),
     };
     let response = finish(&call, outcome, None);
-    if matches!(route, Route::PushPrivate | Route::PushPrivates | Route::Room(RoomRoute::PushRoom | RoomRoute::PushAll))
-    {
+    if is_push(route) {
         metrics::histogram!("gopush_web_push_seconds", "route" => name).record(started.elapsed().as_secs_f64());
     }
     response

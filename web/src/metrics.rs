@@ -26,30 +26,6 @@ pub const CONNECTIONS_REFUSED: &str = "gopush_web_connections_refused_total";
 pub const NAMES: &[&str] =
     &[REQUESTS, PUSH_SECONDS, COMET_NODES, COMET_INSTANCES, PING_FAILURES, PRUNED, CONNECTIONS_REFUSED];
 
-/// The `route` labels of [`REQUESTS`]: every public and admin API path (`/metrics` and `/health`
-/// are not counted).
-pub const ROUTES: &[&str] = &[
-    "/1/server/get",
-    "/2/server/get",
-    "/1/msg/get",
-    "/1/time/get",
-    "/server/get",
-    "/msg/get",
-    "/time/get",
-    "/1/admin/push/private",
-    "/admin/push",
-    "/1/admin/push/mprivate",
-    "/1/admin/msg/del",
-    "/admin/msg/clean",
-    "/1/token/add",
-    "/1/admin/online",
-    "/1/admin/online/count",
-    "/1/admin/conn/close",
-];
-
-/// The `route` labels of [`PUSH_SECONDS`].
-pub const PUSH_ROUTES: &[&str] = &["/1/admin/push/private", "/admin/push", "/1/admin/push/mprivate"];
-
 /// Publishes what the web node routes to; the first membership counts too, or a membership that
 /// never changes (standalone) would show 0 comets forever.
 pub(crate) fn routing(nodes: usize, instances: usize) {
@@ -75,14 +51,17 @@ pub fn describe_and_zero() {
 
     // ret 0 and 65535 per route: enough for success and failure rates to start at 0; the rarer
     // codes appear with their first request.
-    for &route in ROUTES {
+    let public = crate::public::labels().map(|name| (name, false));
+    // `/metrics` and `/health` answer outside the API and are not counted.
+    let admin = crate::admin::labels().filter(|(name, _)| !matches!(*name, "/metrics" | "/health"));
+    for (route, push) in public.chain(admin) {
         for ret in ["0", "65535"] {
             counter!(REQUESTS, "route" => route, "ret" => ret).increment(0);
         }
-    }
-    for &route in PUSH_ROUTES {
-        // Registering is enough: the exporter renders an empty histogram with zero counts.
-        let _ = histogram!(PUSH_SECONDS, "route" => route);
+        if push {
+            // Registering is enough: the exporter renders an empty histogram with zero counts.
+            let _ = histogram!(PUSH_SECONDS, "route" => route);
+        }
     }
     gauge!(COMET_NODES).increment(0.0);
     gauge!(COMET_INSTANCES).increment(0.0);

@@ -36,17 +36,24 @@ struct Names {
 const VERSIONED: Names = Names { key: "k", protocol: "p", mid: "m", callback: "cb" };
 const LEGACY: Names = Names { key: "key", protocol: "proto", mid: "mid", callback: "callback" };
 
+/// Every public path, as matched and as its metric label, with what it asks for.
+const ROUTES: &[(&str, Route, Style)] = &[
+    ("/1/server/get", Route::Server { all: false }, Style::Versioned),
+    ("/2/server/get", Route::Server { all: true }, Style::Versioned),
+    ("/1/msg/get", Route::Messages, Style::Versioned),
+    ("/1/time/get", Route::Time, Style::Versioned),
+    ("/server/get", Route::Server { all: false }, Style::Legacy),
+    ("/msg/get", Route::Messages, Style::Legacy),
+    ("/time/get", Route::Time, Style::Legacy),
+];
+
+/// Every public route label.
+pub(crate) fn labels() -> impl Iterator<Item = &'static str> {
+    ROUTES.iter().map(|&(name, ..)| name)
+}
+
 fn lookup(path: &str) -> Option<(Route, Style, &'static str)> {
-    Some(match path {
-        "/1/server/get" => (Route::Server { all: false }, Style::Versioned, "/1/server/get"),
-        "/2/server/get" => (Route::Server { all: true }, Style::Versioned, "/2/server/get"),
-        "/1/msg/get" => (Route::Messages, Style::Versioned, "/1/msg/get"),
-        "/1/time/get" => (Route::Time, Style::Versioned, "/1/time/get"),
-        "/server/get" => (Route::Server { all: false }, Style::Legacy, "/server/get"),
-        "/msg/get" => (Route::Messages, Style::Legacy, "/msg/get"),
-        "/time/get" => (Route::Time, Style::Legacy, "/time/get"),
-        _ => return None,
-    })
+    ROUTES.iter().find(|(name, ..)| *name == path).map(|&(name, route, style)| (route, style, name))
 }
 
 /// Answers one request on the public port, with CORS headers for an allowed origin.

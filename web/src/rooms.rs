@@ -49,15 +49,17 @@ pub(crate) enum RoomRoute {
 
 /// The route of `path`, with its metric label.
 pub(crate) fn lookup(path: &str) -> Option<(RoomRoute, &'static str)> {
-    Some(match path {
-        "/1/admin/room/join" => (RoomRoute::Join, "/1/admin/room/join"),
-        "/1/admin/room/leave" => (RoomRoute::Leave, "/1/admin/room/leave"),
-        "/1/admin/room/get" => (RoomRoute::Get, "/1/admin/room/get"),
-        "/1/admin/push/room" => (RoomRoute::PushRoom, "/1/admin/push/room"),
-        "/1/admin/push/all" => (RoomRoute::PushAll, "/1/admin/push/all"),
-        _ => return None,
-    })
+    ROUTES.iter().find(|(name, _)| *name == path).map(|&(name, route)| (route, name))
 }
+
+/// Every room path, as matched and as its metric label.
+pub(crate) const ROUTES: &[(&str, RoomRoute)] = &[
+    ("/1/admin/room/join", RoomRoute::Join),
+    ("/1/admin/room/leave", RoomRoute::Leave),
+    ("/1/admin/room/get", RoomRoute::Get),
+    ("/1/admin/push/room", RoomRoute::PushRoom),
+    ("/1/admin/push/all", RoomRoute::PushAll),
+];
 
 /// Answers one room request; `logged` gets the key(s) or room for the failure log line.
 pub(crate) async fn handle(
