@@ -22,12 +22,9 @@ use web::WebConfig;
 /// runtime for web and message nodes but a pool of one worker for roles holding clients
 /// (docs/decisions.md#d92-one-thread-for-a-pinned-web-or-message-node).
 fn runtime(role: &Ready, threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let single = match threads {
-        Some(n) => n.get() == 1,
-        None => matches!(role, Ready::Web(_) | Ready::Message(_)),
-    };
     let workers = threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
-    if single && workers == 1 {
+    let single = workers == 1 && (threads.is_some() || matches!(role, Ready::Web(_) | Ready::Message(_)));
+    if single {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
         tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()

@@ -208,6 +208,18 @@ fn standalone(flags: &[&str], extra_env: &[(&str, &str)]) -> (Proc, Ports) {
     (p, ports)
 }
 
+/// A TCP client of `p`'s comet on `port`, subscribed to `key` (heartbeat 30 s) and past its `+h`.
+fn subscribed(p: &Proc, port: u16, key: &str) -> std::net::TcpStream {
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the comet");
+    let sub = format!("*3\r\n$3\r\nsub\r\n${}\r\n{key}\r\n$2\r\n30\r\n", key.len());
+    std::io::Write::write_all(&mut client, sub.as_bytes()).expect("subscribe");
+    client.set_read_timeout(Some(READY)).expect("timeout");
+    let mut reply = [0u8; 4];
+    client.read_exact(&mut reply).expect("+h");
+    assert_eq!(&reply, b"+h\r\n", "{}", p.outputs());
+    client
+}
+
 /// Stops `p` with SIGTERM, checks it exits cleanly and promptly, and logs how long it took.
 fn stop(p: &mut Proc, what: &str) {
     let (status, took) = p.terminate(EXIT).unwrap_or_else(|| panic!("{what}: no exit within {EXIT:?} of SIGTERM"));
@@ -281,12 +293,7 @@ fn an_empty_bind_list_disables_that_protocol() {
 fn sigterm_stops_standalone_promptly_even_with_a_client() {
     // The default drain spreads closes over 5 s; one client must still be let go at once.
     let (mut p, ports) = standalone(&["--log-level", "warn"], &[]);
-    let mut client = std::net::TcpStream::connect(("127.0.0.1", ports.tcp)).expect("connect to the comet");
-    std::io::Write::write_all(&mut client, b"*3\r\n$3\r\nsub\r\n$4\r\nstop\r\n$2\r\n30\r\n").expect("subscribe");
-    client.set_read_timeout(Some(READY)).expect("timeout");
-    let mut reply = [0u8; 4];
-    client.read_exact(&mut reply).expect("+h");
-    assert_eq!(&reply, b"+h\r\n");
+    let _client = subscribed(&p, ports.tcp, "stop");
     stop(&mut p, "standalone with one client");
 }
 
@@ -294,12 +301,7 @@ fn sigterm_stops_standalone_promptly_even_with_a_client() {
 fn one_thread_serves_a_subscriber_and_a_publisher_and_stops_promptly() {
     // `--threads 1` runs every task and the role itself on the main thread (no worker pool).
     let (mut p, ports) = standalone(&["--threads", "1", "--log-level", "warn"], &[]);
-    let mut client = std::net::TcpStream::connect(("127.0.0.1", ports.tcp)).expect("connect to the comet");
-    std::io::Write::write_all(&mut client, b"*3\r\n$3\r\nsub\r\n$3\r\none\r\n$2\r\n30\r\n").expect("subscribe");
-    client.set_read_timeout(Some(READY)).expect("timeout");
-    let mut reply = [0u8; 4];
-    client.read_exact(&mut reply).expect("+h");
-    assert_eq!(&reply, b"+h\r\n", "{}", p.outputs());
+    let mut client = subscribed(&p, ports.tcp, "one");
 
     let body = r#""one-thread-hello""#;
     let mut admin = std::net::TcpStream::connect(("127.0.0.1", ports.admin)).expect("connect to the admin port");

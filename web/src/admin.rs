@@ -52,7 +52,7 @@ enum Route {
     Room(RoomRoute),
 }
 
-/// Every admin path besides the room ones, as matched and as its metric label.
+/// Every admin path, as matched and as its metric label.
 const ROUTES: &[(&str, Route)] = &[
     ("/1/admin/push/private", Route::PushPrivate),
     ("/admin/push", Route::PushPrivate),
@@ -64,22 +64,26 @@ const ROUTES: &[(&str, Route)] = &[
     ("/1/admin/online/count", Route::OnlineCount),
     ("/1/admin/room/online", Route::RoomOnline),
     ("/1/admin/conn/close", Route::CloseConns),
+    ("/1/admin/room/join", Route::Room(RoomRoute::Join)),
+    ("/1/admin/room/leave", Route::Room(RoomRoute::Leave)),
+    ("/1/admin/room/get", Route::Room(RoomRoute::Get)),
+    ("/1/admin/push/room", Route::Room(RoomRoute::PushRoom)),
+    ("/1/admin/push/all", Route::Room(RoomRoute::PushAll)),
     ("/metrics", Route::Metrics),
     ("/health", Route::Health),
 ];
 
 fn lookup(path: &str) -> Option<(Route, &'static str)> {
-    match ROUTES.iter().find(|(name, _)| *name == path) {
-        Some(&(name, route)) => Some((route, name)),
-        None => rooms::lookup(path).map(|(r, name)| (Route::Room(r), name)),
-    }
+    ROUTES.iter().find(|(name, _)| *name == path).map(|&(name, route)| (route, name))
 }
 
-/// Every admin route label, room routes included, and whether its latency is recorded as a push.
+/// The label of every admin route counted in `gopush_web_requests_total` (all but `/metrics` and
+/// `/health`, which answer outside the API), and whether its latency is recorded as a push.
 pub(crate) fn labels() -> impl Iterator<Item = (&'static str, bool)> {
-    let own = ROUTES.iter().map(|&(name, route)| (name, route));
-    let rooms = rooms::ROUTES.iter().map(|&(name, r)| (name, Route::Room(r)));
-    own.chain(rooms).map(|(name, route)| (name, is_push(route)))
+    ROUTES
+        .iter()
+        .filter(|(_, route)| !matches!(route, Route::Metrics | Route::Health))
+        .map(|&(name, route)| (name, is_push(route)))
 }
 
 /// Routes whose latency `gopush_web_push_seconds` records.

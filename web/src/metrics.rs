@@ -52,9 +52,7 @@ pub fn describe_and_zero() {
     // ret 0 and 65535 per route: enough for success and failure rates to start at 0; the rarer
     // codes appear with their first request.
     let public = crate::public::labels().map(|name| (name, false));
-    // `/metrics` and `/health` answer outside the API and are not counted.
-    let admin = crate::admin::labels().filter(|(name, _)| !matches!(*name, "/metrics" | "/health"));
-    for (route, push) in public.chain(admin) {
+    for (route, push) in public.chain(crate::admin::labels()) {
         for ret in ["0", "65535"] {
             counter!(REQUESTS, "route" => route, "ret" => ret).increment(0);
         }

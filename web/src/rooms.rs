@@ -32,7 +32,7 @@ pub(crate) fn max_body(route: RoomRoute, max_body: usize) -> usize {
     }
 }
 
-/// The room routes.
+/// The room routes (their paths are in the admin port's route table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RoomRoute {
     /// `/1/admin/room/join`.
@@ -46,20 +46,6 @@ pub(crate) enum RoomRoute {
     /// `/1/admin/push/all`.
     PushAll,
 }
-
-/// The route of `path`, with its metric label.
-pub(crate) fn lookup(path: &str) -> Option<(RoomRoute, &'static str)> {
-    ROUTES.iter().find(|(name, _)| *name == path).map(|&(name, route)| (route, name))
-}
-
-/// Every room path, as matched and as its metric label.
-pub(crate) const ROUTES: &[(&str, RoomRoute)] = &[
-    ("/1/admin/room/join", RoomRoute::Join),
-    ("/1/admin/room/leave", RoomRoute::Leave),
-    ("/1/admin/room/get", RoomRoute::Get),
-    ("/1/admin/push/room", RoomRoute::PushRoom),
-    ("/1/admin/push/all", RoomRoute::PushAll),
-];
 
 /// Answers one room request; `logged` gets the key(s) or room for the failure log line.
 pub(crate) async fn handle(
