@@ -3,7 +3,7 @@
 //! task per connection that answers `h` heartbeats and writes queued pushes, coalescing a burst
 //! into one write. Any other byte, a missed heartbeat deadline or a stuck write closes it.
 
-use crate::admission::{Slot, admit};
+use crate::admission::{Slot, Subscription, admit};
 use crate::conn::{CloseReason, Conn, Queued, Take};
 use crate::error::{Error, HEARTBEAT_REPLY};
 use crate::handshake::{MAX_ARG, MAX_ARGS, Parse, Subscribe, parse};
@@ -25,11 +25,20 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves one accepted TCP client, holding its connection slot until it ends.
 pub(crate) async fn connection(mut stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
-    let handshake = tokio::time::timeout(shared.config.channel.handshake_timeout, read_command(&mut stream, &shared));
+    // Boxed: the handshake's state is freed once it ends, so an idle connection's task is sized by
+    // `run` alone (docs/decisions.md#d35-small-fixed-per-connection-memory).
+    let Some((subscription, idle)) = Box::pin(subscribe(&mut stream, &shared)).await else { return };
+    run(&mut stream, &subscription.conn, idle, shared.config.channel.write_timeout).await;
+}
+
+/// Reads and admits the subscribe command, answers it, and replays what a resume asks for; the
+/// subscription and its heartbeat deadline, or `None` once a refusal was answered.
+async fn subscribe(stream: &mut TcpStream, shared: &Arc<Shared>) -> Option<(Subscription, Duration)> {
+    let handshake = tokio::time::timeout(shared.config.channel.handshake_timeout, read_command(stream, shared));
     let admitted = match handshake.await {
         Err(_) => Err(Error::HandshakeTimeout),
         Ok(Err(e)) => Err(e),
-        Ok(Ok((sub, pipelined))) => admit(&shared, &sub, Proto::Tcp).await.map(|s| (s, sub, pipelined)),
+        Ok(Ok((sub, pipelined))) => admit(shared, &sub, Proto::Tcp).await.map(|s| (s, sub, pipelined)),
     };
     let (subscription, sub, pipelined) = match admitted {
         Ok(ok) => ok,
@@ -39,10 +48,10 @@ pub(crate) async fn connection(mut stream: TcpStream, shared: Arc<Shared>, _slot
             if let Some(reply) = e.reply() {
                 let _ = tokio::time::timeout(REPLY_TIMEOUT, stream.write_all(reply.as_bytes())).await;
             }
-            return;
+            return None;
         }
     };
-    crate::resume::replay(&shared, &subscription, sub.resume).await;
+    crate::resume::replay(shared, &subscription, sub.resume).await;
     let conn = &subscription.conn;
     // Heartbeats sent before `+h\r\n` arrived are answered (upstream dropped them); junk closes.
     for _ in 0..pipelined.heartbeats {
@@ -51,8 +60,7 @@ pub(crate) async fn connection(mut stream: TcpStream, shared: Arc<Shared>, _slot
     if pipelined.junk {
         conn.finish();
     }
-    let c = &shared.config.channel;
-    run(&mut stream, conn, shared.idle_timeout(sub.heartbeat), c.write_timeout).await;
+    Some((subscription, shared.idle_timeout(sub.heartbeat)))
 }
 
 /// Bytes that followed the command in the same reads.

@@ -3,7 +3,7 @@
 //! frames as heartbeats and one text frame per push. Buffers are a few KiB from config, and frames
 //! larger than the write buffer bypass it, so no idle connection keeps a message-sized buffer.
 
-use crate::admission::{Slot, admit};
+use crate::admission::{Slot, Subscription, admit};
 use crate::config::ChannelConfig;
 use crate::conn::{CloseReason, Closed, Conn};
 use crate::error::{Error, HEARTBEAT_REPLY};
@@ -50,6 +50,19 @@ fn refuse(status: StatusCode) -> ErrorResponse {
 
 /// Serves one accepted WebSocket client, holding its connection slot until it ends.
 pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Slot) {
+    // Boxed: the upgrade's and the handshake's state is freed once they end, so an idle
+    // connection's task is sized by `run` alone (docs/decisions.md#d35-small-fixed-per-connection-memory).
+    let Some((mut ws, subscription, idle)) = Box::pin(subscribe(stream, &shared)).await else { return };
+    run(&mut ws, &subscription.conn, idle, &shared.config.channel).await;
+}
+
+/// Upgrades the connection, then admits the subscription its URL asks for and replays what a
+/// resume asks for; the socket, the subscription and its heartbeat deadline, or `None` once the
+/// client was answered or left.
+async fn subscribe(
+    stream: TcpStream,
+    shared: &Arc<Shared>,
+) -> Option<(WebSocketStream<Capped>, Subscription, Duration)> {
     let c = &shared.config.channel;
     let mut query: Option<String> = None;
     // The library's callback signature fixes the error type; it is built once per refusal.
@@ -71,7 +84,7 @@ pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Sl
     let head = match tokio::time::timeout_at(deadline, read_head(&mut capped)).await {
         Ok(Ok(Some(head))) => head,
         // EOF, an error, an oversized head or the deadline: nothing worth answering.
-        _ => return,
+        _ => return None,
     };
     if let Some(answer) = http_answer(&head) {
         debug!(answer = answer.lines().next().unwrap_or_default(), "not a websocket upgrade");
@@ -80,27 +93,29 @@ pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Sl
             capped.inner.shutdown().await
         })
         .await;
-        return;
+        return None;
     }
     // The library reads the request again, from the bytes already read.
     capped.replay = head;
-    // Boxed so the upgrade's large state is freed afterwards instead of sizing every task.
-    let upgrade = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(capped, callback, Some(ws_config(c))));
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(capped, callback, Some(ws_config(c)));
     let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             debug!(error = %e, "websocket upgrade failed");
             crate::metrics::upgrade_failed(&e);
-            return;
+            return None;
         }
-        Err(_) => return crate::metrics::refused(crate::metrics::HANDSHAKE),
+        Err(_) => {
+            crate::metrics::refused(crate::metrics::HANDSHAKE);
+            return None;
+        }
     };
     let socket = ws.get_mut();
     socket.budget = usize::MAX;
     socket.replay = Vec::new();
 
-    let admitted = match query.as_deref().map(|q| parse_subscribe(q, &shared)) {
-        Some(Ok(sub)) => admit(&shared, &sub, Proto::WebSocket).await.map(|s| (s, sub)),
+    let admitted = match query.as_deref().map(|q| parse_subscribe(q, shared)) {
+        Some(Ok(sub)) => admit(shared, &sub, Proto::WebSocket).await.map(|s| (s, sub)),
         Some(Err(e)) => Err(e),
         None => Err(Error::BadParameter),
     };
@@ -114,11 +129,11 @@ pub(crate) async fn connection(stream: TcpStream, shared: Arc<Shared>, _slot: Sl
                 let _ =
                     tokio::time::timeout(REPLY_TIMEOUT, ws.send(Message::Text(Utf8Bytes::from_static(reply)))).await;
             }
-            return;
+            return None;
         }
     };
-    crate::resume::replay(&shared, &subscription, sub.resume).await;
-    run(&mut ws, &subscription.conn, shared.idle_timeout(sub.heartbeat), c).await;
+    crate::resume::replay(shared, &subscription, sub.resume).await;
+    Some((ws, subscription, shared.idle_timeout(sub.heartbeat)))
 }
 
 /// Reads the HTTP request head (up to the blank line, within the `Capped` budget); `None` when
