@@ -168,7 +168,7 @@ impl Default for ChannelConfig {
             write_timeout: Duration::from_secs(10),
             max_key: 256,
             token_cache: Duration::from_secs(60),
-            ws_read_buffer: 512,
+            ws_read_buffer: 128,
             ws_write_buffer: 4096,
             ws_max_frame: 1024,
             ws_max_request: 8192,
