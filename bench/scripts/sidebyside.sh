@@ -16,6 +16,11 @@
 #                       without them the memory rows are skipped). Memory rows run one round:
 #                       run each alone (SCENARIOS=) against freshly started servers. Pin the servers yourself, e.g.
 #                       `taskset -c 0 gopush comet ...`, to compare on one core.
+#   SERVER_CPU=0        also print the CPU time of that CPU (where both deployments' servers are
+#                       pinned) per delivered message, split into user and kernel (sys + irq +
+#                       softirq) microseconds. Read from /proc/stat over the whole bench run, so keep
+#                       that CPU otherwise idle. On loopback the receive path of what a server sends
+#                       runs in softirq on the server's CPU, and no process is charged for it.
 #   OUT=dir             where the JSON of every run goes (default: a fresh bench-sidebyside-* dir)
 #   BENCH=path          the gopush-bench binary (default target/release/gopush-bench)
 set -euo pipefail
@@ -67,6 +72,23 @@ else:
 PY
 }
 
+# Prints the jiffies of CPU $1 as "busy user kernel": kernel is sys + irq + softirq.
+cpu_jiffies() {
+    awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3 + $4 + $7 + $8, $2 + $3, $4 + $7 + $8 }' /proc/stat
+}
+
+# Prints "user+kernel" microseconds per delivery for the JSON report $1 and jiffies $2 (before), $3 (after).
+cpu_per_delivery() {
+    python3 - "$1" "$2" "$3" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+delivered = json.load(open(sys.argv[1]))["tally"]["delivered"]
+before, after = (list(map(int, s.split())) for s in sys.argv[2:4])
+us = 1e6 / int(sys.argv[4])
+user, kernel = ((a - b) * us / delivered if delivered else float("nan") for a, b in zip(after[1:], before[1:]))
+print(f"{user:.1f}+{kernel:.1f}")
+PY
+}
+
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 printf '%-16s %14s %14s %8s\n' scenario A B B/A
@@ -74,7 +96,7 @@ echo "(pushes: deliveries/s, higher is better; p99: ms and conns: KiB per connec
 for entry in "${SCENARIO_LIST[@]}"; do
     IFS='|' read -r name field args <<<"$entry"
     if [[ -n ${SCENARIOS:-} && " $SCENARIOS " != *" $name "* ]]; then continue; fi
-    declare -a got_a=() got_b=()
+    declare -a got_a=() got_b=() cost_a=() cost_b=()
     rounds=$ROUNDS
     # A server that already held connections reuses their freed memory, so only a first round on a
     # freshly started deployment measures it: one round, and start the servers anew for each row.
@@ -90,9 +112,14 @@ for entry in "${SCENARIO_LIST[@]}"; do
                 extra=(--duration "$DURATION")
             fi
             file="$OUT/$name-$side-$round.json"
+            [[ -n ${SERVER_CPU:-} ]] && before=$(cpu_jiffies "$SERVER_CPU")
             # shellcheck disable=SC2086 # the scenario's arguments are words
             "${PIN[@]}" "$BENCH" $args "${extra[@]}" --web "$web" --admin "$admin" --quiet --json >"$file"
             value=$(figure "$file" "$field")
+            if [[ -n ${SERVER_CPU:-} && $args != conns* ]]; then
+                cost=$(cpu_per_delivery "$file" "$before" "$(cpu_jiffies "$SERVER_CPU")")
+                if [[ $side == A ]]; then cost_a+=("$cost"); else cost_b+=("$cost"); fi
+            fi
             if [[ $side == A ]]; then got_a+=("$value"); else got_b+=("$value"); fi
         done
     done
@@ -103,5 +130,9 @@ for entry in "${SCENARIO_LIST[@]}"; do
     a=$(median "${got_a[@]}") b=$(median "${got_b[@]}")
     ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "-" }')
     printf '%-16s %14s %14s %8s   (A: %s; B: %s)\n' "$name" "$a" "$b" "$ratio" "${got_a[*]}" "${got_b[*]}"
+    if ((${#cost_a[@]} > 0)); then
+        printf '%-16s %14s   (user+kernel us per delivery on CPU %s, A: %s; B: %s)\n' \
+            "" "" "$SERVER_CPU" "${cost_a[*]}" "${cost_b[*]}"
+    fi
 done
 echo "JSON reports in $OUT"
