@@ -304,16 +304,11 @@ fn one_thread_serves_a_subscriber_and_a_publisher_and_stops_promptly() {
     let mut client = subscribed(&p, ports.tcp, "one");
 
     let body = r#""one-thread-hello""#;
-    let mut admin = std::net::TcpStream::connect(("127.0.0.1", ports.admin)).expect("connect to the admin port");
-    admin.set_read_timeout(Some(READY)).expect("timeout");
-    let request = format!(
-        "POST /1/admin/push/private?key=one&expire=0 HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    std::io::Write::write_all(&mut admin, request.as_bytes()).expect("push");
-    let mut answer = String::new();
-    admin.read_to_string(&mut answer).expect("push answer");
-    assert!(answer.ends_with(r#"{"ret":0}"#), "push answered {answer:?}\n{}", p.outputs());
+    let admin = format!("127.0.0.1:{}", ports.admin);
+    let push = testkit::http::post(&admin, "/1/admin/push/private?key=one&expire=0", "", body.as_bytes());
+    let answer = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(push);
+    let answer = answer.unwrap_or_else(|e| panic!("push: {e}\n{}", p.outputs()));
+    assert!(answer.body().ends_with(r#"{"ret":0}"#), "push answered {:?}\n{}", answer.text(), p.outputs());
 
     let mut frame = Vec::new();
     let mut buf = [0u8; 256];
