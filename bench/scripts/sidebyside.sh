@@ -72,9 +72,9 @@ else:
 PY
 }
 
-# Prints the jiffies of CPU $1 as "busy user kernel": kernel is sys + irq + softirq.
+# Prints the jiffies of CPU $1 as "user kernel": user includes nice, kernel is sys + irq + softirq.
 cpu_jiffies() {
-    awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3 + $4 + $7 + $8, $2 + $3, $4 + $7 + $8 }' /proc/stat
+    awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3, $4 + $7 + $8 }' /proc/stat
 }
 
 # Prints "user+kernel" microseconds per delivery for the JSON report $1 and jiffies $2 (before), $3 (after).
@@ -84,7 +84,7 @@ import json, sys
 delivered = json.load(open(sys.argv[1]))["tally"]["delivered"]
 before, after = (list(map(int, s.split())) for s in sys.argv[2:4])
 us = 1e6 / int(sys.argv[4])
-user, kernel = ((a - b) * us / delivered if delivered else float("nan") for a, b in zip(after[1:], before[1:]))
+user, kernel = ((a - b) * us / delivered if delivered else float("nan") for a, b in zip(after, before))
 print(f"{user:.1f}+{kernel:.1f}")
 PY
 }
